@@ -1,0 +1,5 @@
+"""`embhub ids` commands (being written)."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

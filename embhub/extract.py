@@ -1,0 +1,177 @@
+"""Extraction: run a provider over an input list, batch by batch, into a resumable store.
+
+Memory is bounded by the batch size: each batch is embedded, written to the store's staging area and
+dropped. Re-running the same extraction after an interruption skips finished batches; because batch
+boundaries are fixed by the batch size recorded in the store, the finished store is identical to
+the one an uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from embhub import __version__
+from embhub.errors import InputError, StoreError
+from embhub.paths import default_store_dir
+from embhub.plugins import Plugins
+from embhub.provider import Item, Provider
+from embhub.registry import ModelSpec
+from embhub.store import FORMAT_NAME, FORMAT_VERSION, MANIFEST_KEY, StoreWriter, _open_group, hash_items, now_iso
+
+DTYPES = ("float32", "float16", "float64")
+ProgressCallback = Callable[[int, int], None]
+"""Called with (items finished, items total) after each batch."""
+
+
+@dataclass
+class ExtractionResult:
+    path: Path
+    manifest: dict[str, Any]
+    resumed_batches: int
+    already_complete: bool
+
+
+def default_store_path(model: str, items_hash: str, source: str | None) -> Path:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(source).stem) if source else "default"
+    return default_store_dir() / model / f"{stem}-{items_hash[:10]}.zarr"
+
+
+def extract(
+    spec: ModelSpec,
+    provider: Provider,
+    items: Sequence[Item] | None,
+    out: Path | None = None,
+    *,
+    plugins: Plugins,
+    batch_size: int | None = None,
+    dtype: str = "float32",
+    overwrite: bool = False,
+    source: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> ExtractionResult:
+    if dtype not in DTYPES:
+        raise InputError(f"dtype '{dtype}' is not supported (choose one of {', '.join(DTYPES)})")
+    if items is None:
+        items = provider.default_items()
+        if items is None:
+            raise InputError(f"model '{spec.name}' needs an input list; pass --input FILE")
+        source = source or "provider default items"
+    if not items:
+        raise InputError(f"no items to embed for model '{spec.name}'")
+    items_hash = hash_items(items)
+    out = Path(out) if out else default_store_path(spec.name, items_hash, source)
+    identity = _identity(spec, items_hash, dtype)
+    writer, resumed = _open_writer(out, spec, provider, items, identity, batch_size, dtype, overwrite, plugins, source)
+    if writer is None:
+        group, manifest = _open_group(out)
+        return ExtractionResult(out, manifest, 0, already_complete=True)
+    pending = writer.pending_batches()
+    done_before = len(items) - sum(writer.plan.bounds(b)[1] - writer.plan.bounds(b)[0] for b in pending)
+    finished = done_before
+    if progress:
+        progress(finished, len(items))
+    for batch in pending:
+        start, stop = writer.plan.bounds(batch)
+        batch_items = items[start:stop]
+        result = provider.embed(batch_items)
+        writer.write_batch(batch, batch_items, result)
+        finished += stop - start
+        if progress:
+            progress(finished, len(items))
+    writer._update_manifest(provenance={**writer.manifest.get("provenance", {}), **provider.provenance()})
+    manifest = writer.finalize(items, provider.key_namespace)
+    return ExtractionResult(out, manifest, resumed, already_complete=False)
+
+
+def _identity(spec: ModelSpec, items_hash: str, dtype: str) -> dict[str, Any]:
+    return {"model": spec.identity(), "inputs_sha256": items_hash, "dtype": dtype}
+
+
+def _open_writer(out, spec, provider, items, identity, batch_size, dtype, overwrite, plugins, source):
+    if out.exists() and not overwrite:
+        group, manifest = _open_group(out)
+        if manifest.get("identity") != identity:
+            raise StoreError(
+                f"store {out} holds a different extraction (model, parameters, inputs or dtype differ); "
+                "pass --overwrite to replace it or choose another --out"
+            )
+        if manifest.get("complete"):
+            return None, 0
+        if "_staging" not in group:
+            raise StoreError(f"store {out} is incomplete and has no staging area; pass --overwrite to start again")
+        writer = StoreWriter.resume(out)
+        return writer, writer.plan.n_batches - len(writer.pending_batches())
+    if out.exists() and overwrite:
+        import shutil
+
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    size = batch_size or provider.default_batch_size
+    if size < 1:
+        raise InputError("batch size must be at least 1")
+    manifest = _manifest(spec, provider, items, identity, dtype, plugins, source)
+    return StoreWriter.create(out, manifest, items, size), 0
+
+
+def _manifest(spec, provider, items, identity, dtype, plugins, source) -> dict[str, Any]:
+    plugin = plugins.provider_plugin.get(provider.name)
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "identity": identity,
+        "model": {"name": spec.name, "source": spec.source, "description": spec.description},
+        "provider": {
+            "name": provider.name,
+            "version": provider.version,
+            "plugin": plugin.name if plugin else None,
+            "distribution": plugin.distribution if plugin else None,
+            "distribution_version": plugin.version if plugin else None,
+            "licence": provider.licence,
+            "citation": provider.citation,
+        },
+        "parameters": _plain(provider.parameters),
+        "checkpoint": _checkpoint_identity(spec, provider),
+        "entity": provider.entity,
+        "id_namespace": provider.id_namespace,
+        "key_namespace": provider.key_namespace,
+        "dim": provider.dim,
+        "dtype": dtype,
+        "created": now_iso(),
+        "embhub_version": __version__,
+        "python": platform.python_version(),
+        "inputs": {"count": len(items), "sha256": identity["inputs_sha256"], "source": source},
+        "counts": {"done": 0, "failed": 0},
+        "provenance": {},
+    }
+
+
+def _plain(parameters: Any) -> dict[str, Any]:
+    import dataclasses
+
+    if dataclasses.is_dataclass(parameters):
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(parameters).items()}
+    return dict(parameters or {})
+
+
+def _checkpoint_identity(spec: ModelSpec, provider: Provider) -> dict[str, Any] | None:
+    files = provider.checkpoint_files()
+    if spec.checkpoint is None and not files:
+        return None
+    return {
+        "name_or_path": spec.checkpoint,
+        "revision": spec.revision,
+        "files": [{"path": str(f), "sha256": sha256_file(f)} for f in files],
+    }
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

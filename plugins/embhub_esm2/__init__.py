@@ -1,0 +1,1 @@
+"""Built-in embhub plugin (being written)."""
