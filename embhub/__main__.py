@@ -1,0 +1,3 @@
+from embhub.cli import main
+
+main()

@@ -1,0 +1,142 @@
+"""Prepare a dataset: read the raw files through a recipe, stream the cells once, write the artifact."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from embhub.datasets.deg import deg_labels, moments, plate_vote, welch_scores
+from embhub.datasets.prepared import PreparedDataset, PreparedDatasetWriter, prepared_dir
+from embhub.datasets.pseudobulk import Plan, Sums, accumulate, line_responses, plan_groups
+from embhub.datasets.recipe import Dataset
+from embhub.errors import InputError
+
+
+def default_output(name: str) -> Path:
+    return prepared_dir() / f"{name}.zarr"
+
+
+def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def assign_folds(pert_ids: Sequence[str], n_folds: int = 5, seed: int = 42) -> dict[str, int]:
+    """Fold of each perturbation: a seeded permutation of the sorted ids split into near-equal groups.
+
+    The study's Norman rule (``np.random.seed(42)``, ``permutation``, ``array_split``), applied to sorted ids so
+    the assignment depends only on the set of perturbations. The study's own folds come with its files
+    (``embhub datasets import``).
+    """
+    ids = np.array(sorted(set(pert_ids)))
+    order = np.random.RandomState(seed).permutation(len(ids))
+    folds: dict[str, int] = {}
+    for fold, members in enumerate(np.array_split(order, n_folds)):
+        for member in members:
+            folds[str(ids[member])] = fold
+    return folds
+
+
+def prepare_dataset(
+    dataset: Dataset,
+    raw: Sequence[Path],
+    out: Path | None = None,
+    layer: str | None = None,
+    extra_manifest: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> PreparedDataset:
+    """Read ``raw`` with ``dataset``'s recipe and write the prepared artifact (default under $EMBHUB_HOME)."""
+    raw = [Path(p) for p in raw]
+    for path in raw:
+        if not path.exists():
+            raise InputError(f"raw file {path} does not exist")
+    source = dataset.read(raw, layer=layer)
+    plan = plan_groups(source, dataset)
+    sums = accumulate(source, plan, dataset, progress)
+    all_ids = np.concatenate([line.pert_ids for line in plan.lines])
+    folds = assign_folds(all_ids, dataset.n_folds, dataset.fold_seed)
+    out = Path(out) if out else default_output(dataset.name)
+    manifest = {
+        "dataset": dataset.name,
+        "kind": "raw",
+        "entity": dataset.entity,
+        "key_namespace": dataset.key_namespace,
+        "description": dataset.description,
+        "citation": dataset.citation,
+        "n_folds": dataset.n_folds,
+        "protocol": dataset.protocol(),
+        "inputs": [{"path": str(p.resolve()), "sha256": sha256_of(p), "bytes": p.stat().st_size} for p in raw],
+        "layer": layer,
+        "notes": source.notes,
+        **(extra_manifest or {}),
+    }
+    writer = PreparedDatasetWriter(out, manifest, source.gene_ids, source.gene_symbols)
+    for index, line in enumerate(plan.lines):
+        lfc, _ = line_responses(plan, sums, index, dataset.control)
+        deg, deg_mask = line_deg(plan, sums, index, dataset)
+        writer.add_cell_line(
+            line.name,
+            line.pert_ids,
+            line.pert_labels,
+            [folds[p] for p in line.pert_ids],
+            lfc,
+            line.n_cells,
+            line.n_batches,
+            deg=deg,
+            deg_mask=deg_mask,
+        )
+    exclusions = dict(plan.exclusions)
+    return writer.finish(
+        exclusions=exclusions,
+        counts={
+            line.name: {
+                "perturbations": int(len(line.pert_ids)),
+                "control_cells": int(line.control_counts.sum()),
+                "perturbed_cells": int(line.n_cells.sum()),
+                "batches": int(len(line.batches)),
+            }
+            for line in plan.lines
+        },
+    )
+
+
+def line_deg(plan: Plan, sums: Sums, index: int, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """DEG labels ``(n_perts, G)`` int8 and which perturbations have them ``(n_perts,)``."""
+    line = plan.lines[index]
+    n_genes = sums.lfc.shape[1]
+    labels = np.zeros((len(line.pert_ids), n_genes), dtype=np.int8)
+    mask = np.zeros(len(line.pert_ids), dtype=bool)
+    control = slice(plan.control_offsets[index], plan.control_offsets[index + 1])
+    groups = slice(plan.deg_offsets[index], plan.deg_offsets[index + 1])
+    mean, var = moments(sums.deg_sum[groups], sums.deg_sq[groups], sums.deg_n[groups])
+    if dataset.deg == "pooled":
+        n_control = line.control_counts.sum()
+        if n_control <= dataset.deg_min_cells:
+            return labels, mask
+        (ref_mean,), (ref_var,) = moments(
+            sums.control_sum[control].sum(axis=0, keepdims=True),
+            sums.control_sq[control].sum(axis=0, keepdims=True),
+            np.array([n_control]),
+        )
+        counts = sums.deg_n[groups]
+        mask = counts > dataset.deg_min_cells
+        scores, pvalues = welch_scores(mean[mask], var[mask], counts[mask], ref_mean, ref_var, n_control)
+        labels[mask] = deg_labels(scores, pvalues)
+        return labels, mask
+    ref_mean, ref_var = moments(sums.control_sum[control], sums.control_sq[control], line.control_counts)
+    per_pair = np.zeros((len(line.deg_pairs), n_genes), dtype=np.int8)
+    for k, (p, b) in enumerate(line.deg_pairs):
+        scores, pvalues = welch_scores(
+            mean[k : k + 1], var[k : k + 1], sums.deg_n[groups][k : k + 1], ref_mean[b], ref_var[b], line.control_counts[b]
+        )
+        per_pair[k] = deg_labels(scores, pvalues)[0]
+    for p in np.unique(line.deg_pairs[:, 0]) if len(line.deg_pairs) else []:
+        labels[p] = plate_vote(per_pair[line.deg_pairs[:, 0] == p])
+        mask[p] = True
+    return labels, mask

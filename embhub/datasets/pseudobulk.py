@@ -1,0 +1,228 @@
+"""Batch-aware pseudobulk responses and DEG moments in one streaming pass over the cells.
+
+The response of perturbation p in a cell line (``benchmark-protocol.md`` §2) is a mean over batches of
+batch means; it is linear in the cells, so each cell gets a weight fixed by the cell counts in ``obs``
+(``1 / (|B_p| · n_{p,b})``) and the whole response is one weighted sum accumulated block by block. The
+control profile comes from per-batch control sums. The DEG test needs per-group sums and sums of squares,
+accumulated in the same pass. Memory is ``O(groups × genes)`` and does not grow with the number of cells.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from embhub.datasets.cells import check_counts, log_normalise
+from embhub.datasets.recipe import CellSource, Dataset
+from embhub.errors import InputError
+
+
+@dataclass
+class LinePlan:
+    """Groups of one cell line. ``counts[p, b]``: cells of perturbation p in batch b (kept cells only)."""
+
+    name: str
+    pert_ids: np.ndarray
+    pert_labels: np.ndarray
+    batches: np.ndarray
+    counts: np.ndarray
+    control_counts: np.ndarray
+    used_batches: np.ndarray
+    deg_pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+
+    @property
+    def n_cells(self) -> np.ndarray:
+        return (self.counts * self.used_batches).sum(axis=1)
+
+    @property
+    def n_batches(self) -> np.ndarray:
+        return self.used_batches.sum(axis=1)
+
+
+@dataclass
+class Plan:
+    """Group layout of a whole source and, per file, the per-cell codes into the accumulators."""
+
+    lines: list[LinePlan]
+    lfc_offsets: np.ndarray
+    control_offsets: np.ndarray
+    deg_offsets: np.ndarray
+    cell_codes: list[pd.DataFrame]
+    exclusions: dict[str, int]
+
+
+def plan_groups(source: CellSource, dataset: Dataset) -> Plan:
+    """Assign every kept cell to its perturbation, batch and DEG group; refuse lines without controls."""
+    cells = pd.concat([f.cells.assign(_file=i, _row=np.arange(len(f.cells))) for i, f in enumerate(source.files)])
+    exclusions = dict(source.exclusions)
+    dropped = int((~cells["keep"]).sum())
+    if dropped:
+        exclusions["cells left out by the protocol's filters"] = exclusions.get("cells left out by the protocol's filters", 0) + dropped
+    kept = cells[cells["keep"]]
+    lines: list[LinePlan] = []
+    for name in sorted(kept["cell_line"].astype(str).unique()):
+        lines.append(_plan_line(name, kept[kept["cell_line"] == name], dataset, exclusions))
+    if not lines:
+        raise InputError("no cells left after the protocol's filters; check the raw files and the dataset name")
+    lfc_sizes = [len(line.pert_ids) for line in lines]
+    control_sizes = [len(line.batches) for line in lines]
+    deg_sizes = [len(line.pert_ids) if dataset.deg == "pooled" else len(line.deg_pairs) for line in lines]
+    plan = Plan(lines, _offsets(lfc_sizes), _offsets(control_sizes), _offsets(deg_sizes), [], exclusions)
+    plan.cell_codes = [_codes(plan, f.cells, dataset) for f in source.files]
+    return plan
+
+
+def _offsets(sizes: list[int]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+def _plan_line(name: str, cells: pd.DataFrame, dataset: Dataset, exclusions: dict[str, int]) -> LinePlan:
+    controls = cells[cells["is_control"]]
+    if controls.empty:
+        raise InputError(f"cell line '{name}' has no control cells; check the control label of the raw file")
+    perturbed = cells[~cells["is_control"]]
+    batches = np.array(sorted(cells["batch"].astype(str).unique()))
+    batch_index = {b: i for i, b in enumerate(batches)}
+    labels = perturbed.groupby("pert_id", sort=True)["pert_label"].first()
+    pert_ids = labels.index.to_numpy(dtype=str)
+    pert_index = {p: i for i, p in enumerate(pert_ids)}
+    counts = np.zeros((len(pert_ids), len(batches)), dtype=np.int64)
+    np.add.at(
+        counts,
+        (perturbed["pert_id"].map(pert_index).to_numpy(), perturbed["batch"].astype(str).map(batch_index).to_numpy()),
+        1,
+    )
+    control_counts = np.bincount(controls["batch"].astype(str).map(batch_index).to_numpy(), minlength=len(batches))
+    present = counts > 0
+    if dataset.control == "batch":
+        used = present & (control_counts > 0)[None, :]
+        orphans = (present & ~used).sum(axis=1)
+        cells_lost = int((counts * (present & ~used)).sum())
+        if cells_lost:
+            exclusions[f"{name}: cells in batches without controls"] = cells_lost
+        lost = used.sum(axis=1) == 0
+        if lost.any():
+            exclusions[f"{name}: perturbations with cells in no batch that has controls"] = int(lost.sum())
+            keep = ~lost
+            pert_ids, counts, used = pert_ids[keep], counts[keep], used[keep]
+            labels = labels[keep]
+        del orphans
+    else:
+        used = present
+    line = LinePlan(name, pert_ids, labels.to_numpy(dtype=str), batches, counts, control_counts, used)
+    if dataset.deg == "plate_vote":
+        compound_counts = (
+            cells[~cells["is_control"]].groupby(["compound", "batch"]).size()
+            if "compound" in cells
+            else None
+        )
+        compound_of = perturbed.groupby("pert_id")["compound"].first()
+        pairs = []
+        for p, pert in enumerate(pert_ids):
+            for b in np.flatnonzero(used[p]):
+                n_compound = compound_counts.get((compound_of[pert], batches[b]), 0)
+                if n_compound > dataset.deg_min_cells and control_counts[b] > 1:
+                    pairs.append((p, b))
+        line.deg_pairs = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    return line
+
+
+def _codes(plan: Plan, cells: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
+    """Per cell of one file: LFC group and weight, control-batch group, DEG group (−1: none)."""
+    n = len(cells)
+    lfc_code = np.full(n, -1, dtype=np.int64)
+    lfc_weight = np.zeros(n, dtype=np.float64)
+    control_code = np.full(n, -1, dtype=np.int64)
+    deg_code = np.full(n, -1, dtype=np.int64)
+    line_names = cells["cell_line"].astype(str).to_numpy()
+    keep = cells["keep"].to_numpy(dtype=bool)
+    for i, line in enumerate(plan.lines):
+        rows = np.flatnonzero((line_names == line.name) & keep)
+        sub = cells.iloc[rows]
+        b = pd.Index(line.batches).get_indexer(sub["batch"].astype(str))
+        is_control = sub["is_control"].to_numpy(dtype=bool)
+        control_code[rows[is_control]] = plan.control_offsets[i] + b[is_control]
+        p = pd.Index(line.pert_ids).get_indexer(sub["pert_id"].astype(str))
+        valid = ~is_control & (p >= 0)
+        valid[valid] &= line.used_batches[p[valid], b[valid]]
+        rows_v, p_v, b_v = rows[valid], p[valid], b[valid]
+        lfc_code[rows_v] = plan.lfc_offsets[i] + p_v
+        lfc_weight[rows_v] = 1.0 / (line.n_batches[p_v] * line.counts[p_v, b_v])
+        if dataset.deg == "pooled":
+            deg_code[rows_v] = plan.deg_offsets[i] + p_v
+        elif len(line.deg_pairs):
+            pair_index = pd.Index(line.deg_pairs[:, 0] * len(line.batches) + line.deg_pairs[:, 1])
+            found = pair_index.get_indexer(p_v * len(line.batches) + b_v)
+            deg_code[rows_v[found >= 0]] = plan.deg_offsets[i] + found[found >= 0]
+    return pd.DataFrame({"lfc": lfc_code, "weight": lfc_weight, "control": control_code, "deg": deg_code})
+
+
+@dataclass
+class Sums:
+    """Accumulated sums over the whole pass (float64)."""
+
+    lfc: np.ndarray
+    control_sum: np.ndarray
+    control_sq: np.ndarray
+    deg_sum: np.ndarray
+    deg_sq: np.ndarray
+    deg_n: np.ndarray
+
+
+def accumulate(source: CellSource, plan: Plan, dataset: Dataset, progress=None) -> Sums:
+    """One streaming pass: normalise each block of cells and add it into the group sums."""
+    n_genes = len(source.gene_ids)
+    sums = Sums(
+        lfc=np.zeros((plan.lfc_offsets[-1], n_genes)),
+        control_sum=np.zeros((plan.control_offsets[-1], n_genes)),
+        control_sq=np.zeros((plan.control_offsets[-1], n_genes)),
+        deg_sum=np.zeros((plan.deg_offsets[-1], n_genes)),
+        deg_sq=np.zeros((plan.deg_offsets[-1], n_genes)),
+        deg_n=np.zeros(plan.deg_offsets[-1]),
+    )
+    for file, codes in zip(source.files, plan.cell_codes):
+        for start, block in file.matrix.blocks():
+            check_counts(block, file.matrix.path, start)
+            rows = slice(start, start + block.shape[0])
+            x = log_normalise(block, file.panel_columns, dataset.library)
+            squares = x.multiply(x).tocsr()
+            code = codes.iloc[rows]
+            _add(sums.lfc, code["lfc"].to_numpy(), code["weight"].to_numpy(), x)
+            control = code["control"].to_numpy()
+            _add(sums.control_sum, control, None, x)
+            _add(sums.control_sq, control, None, squares)
+            deg = code["deg"].to_numpy()
+            _add(sums.deg_sum, deg, None, x)
+            _add(sums.deg_sq, deg, None, squares)
+            np.add.at(sums.deg_n, deg[deg >= 0], 1)
+            if progress is not None:
+                progress(block.shape[0])
+    return sums
+
+
+def _add(target: np.ndarray, codes: np.ndarray, weights: np.ndarray | None, x) -> None:
+    import scipy.sparse as sp
+
+    rows = np.flatnonzero(codes >= 0)
+    if len(rows) == 0:
+        return
+    values = np.ones(len(rows)) if weights is None else weights[rows]
+    indicator = sp.csr_matrix((values, (codes[rows], rows)), shape=(target.shape[0], x.shape[0]))
+    target += np.asarray((indicator @ x).todense())
+
+
+def line_responses(plan: Plan, sums: Sums, index: int, control: str) -> tuple[np.ndarray, np.ndarray]:
+    """Responses ``(n_perts, G)`` of line ``index`` and its control profile(s) per batch ``(n_batches, G)``."""
+    line = plan.lines[index]
+    lfc = sums.lfc[plan.lfc_offsets[index] : plan.lfc_offsets[index + 1]]
+    control_sum = sums.control_sum[plan.control_offsets[index] : plan.control_offsets[index + 1]]
+    has_control = line.control_counts > 0
+    control_means = np.zeros_like(control_sum)
+    control_means[has_control] = control_sum[has_control] / line.control_counts[has_control, None]
+    if control == "global":
+        reference = control_means[has_control].mean(axis=0)
+        return lfc - reference[None, :], control_means
+    weights = line.used_batches / line.n_batches[:, None]
+    return lfc - weights @ control_means, control_means

@@ -1,0 +1,77 @@
+"""One outer evaluation unit: a cell line's training and test perturbations for one fold.
+
+Quantities every store shares (responses, their Gram matrix, ranks of the test responses, the context
+mean) are computed once here and reused by all stores and baselines of that (cell line, fold).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+
+@dataclass
+class FoldData:
+    """Training rows are every perturbation of the cell line outside the fold, test rows those inside it.
+
+    ``y_train`` ``(n_train, G)`` and ``y_test`` ``(n_test, G)`` are float64 responses in dataset row order.
+    """
+
+    cell_line: str
+    fold: int
+    train_ids: np.ndarray
+    test_ids: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    deg_train: np.ndarray | None = None
+    deg_test: np.ndarray | None = None
+    deg_train_mask: np.ndarray | None = None
+    deg_test_mask: np.ndarray | None = None
+    ceiling_test: np.ndarray | None = None
+    extras: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        cell_line: str,
+        fold: int,
+        pert_ids: np.ndarray,
+        folds: np.ndarray,
+        lfc: np.ndarray,
+        deg: np.ndarray | None = None,
+        deg_mask: np.ndarray | None = None,
+        ceiling: np.ndarray | None = None,
+    ) -> "FoldData":
+        test = folds == fold
+        train = ~test
+        return cls(
+            cell_line=cell_line,
+            fold=fold,
+            train_ids=np.asarray(pert_ids)[train],
+            test_ids=np.asarray(pert_ids)[test],
+            y_train=np.asarray(lfc[train], dtype=np.float64),
+            y_test=np.asarray(lfc[test], dtype=np.float64),
+            deg_train=None if deg is None else deg[train],
+            deg_test=None if deg is None else deg[test],
+            deg_train_mask=None if deg_mask is None else np.asarray(deg_mask)[train],
+            deg_test_mask=None if deg_mask is None else np.asarray(deg_mask)[test],
+            ceiling_test=None if ceiling is None else np.asarray(ceiling)[test],
+        )
+
+    @cached_property
+    def response_gram(self) -> np.ndarray:
+        """``y_train y_trainᵀ`` ``(n_train, n_train)``: every kNN L2 in the inner CV comes from it."""
+        return self.y_train @ self.y_train.T
+
+    @cached_property
+    def test_ranks(self) -> np.ndarray:
+        from embhub.evaluate.metrics import row_ranks
+
+        return row_ranks(self.y_test)
+
+    @cached_property
+    def context_mean(self) -> np.ndarray:
+        """Mean training response ``(G,)`` over all training perturbations (the study's DummyRegressor)."""
+        return self.y_train.mean(axis=0)

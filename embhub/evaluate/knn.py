@@ -1,0 +1,146 @@
+"""kNN regression with the study's inner grid search, every k from one sorted neighbour search.
+
+The study (``GridSearchCV(Pipeline([StandardScaler(), PCA(100), KNeighborsRegressor(k)]), k ∈ grid,
+cv=KFold(5, shuffle=True, random_state=42), scoring=−mean L2)``) refits scaler, PCA and the neighbour
+index for every k and inner split. Here each inner split's scaler/PCA is fitted once (see
+:mod:`embhub.evaluate.projection`), its validation rows' neighbours are sorted once up to the largest k,
+and the validation L2 of *every* k comes from the Gram matrix K = Y Yᵀ of the training responses:
+
+    ‖y_i − (1/k) Σ_{j≤k} y_{n_j}‖² = K_ii − (2/k) Σ_{j≤k} K_{i n_j} + (1/k²) Σ_{j,l≤k} K_{n_j n_l}
+
+so no prediction is formed until the refit. Selection follows GridSearchCV: highest mean score, first
+grid value on ties. Grid values above the smallest inner training split are dropped (documented rule;
+scikit-learn would fail those fits); if none is left, k = that split size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from embhub.evaluate.projection import ScaledPCA, inner_kfold
+
+
+def sorted_neighbours(train: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
+    """Indices ``(n_query, k)`` of each query's k nearest training rows (Euclidean), nearest first."""
+    k = min(k, train.shape[0])
+    squared = (
+        np.einsum("ij,ij->i", query, query)[:, None]
+        - 2.0 * (query @ train.T)
+        + np.einsum("ij,ij->i", train, train)[None, :]
+    )
+    if k < train.shape[0]:
+        candidates = np.argpartition(squared, k - 1, axis=1)[:, :k]
+    else:
+        candidates = np.broadcast_to(np.arange(train.shape[0]), squared.shape).copy()
+    order = np.argsort(np.take_along_axis(squared, candidates, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(candidates, order, axis=1)
+
+
+def l2_for_every_k(gram: np.ndarray, query_rows: np.ndarray, neighbour_rows: np.ndarray, k_grid: tuple[int, ...]) -> np.ndarray:
+    """Validation L2 ``(n_query, len(k_grid))`` of the mean-of-k-neighbours prediction, from the Gram matrix.
+
+    ``query_rows`` ``(n_query,)`` and ``neighbour_rows`` ``(n_query, k_max)`` index rows of ``gram``.
+    """
+    own = gram[query_rows, query_rows]
+    cross = np.cumsum(gram[query_rows[:, None], neighbour_rows], axis=1)
+    block = gram[neighbour_rows[:, :, None], neighbour_rows[:, None, :]]
+    out = np.empty((len(query_rows), len(k_grid)))
+    for column, k in enumerate(k_grid):
+        among = block[:, :k, :k].sum(axis=(1, 2))
+        squared = own - 2.0 * cross[:, k - 1] / k + among / (k * k)
+        out[:, column] = np.sqrt(np.clip(squared, 0.0, None))
+    return out
+
+
+def usable_grid(grid: tuple[int, ...], smallest_fit: int) -> tuple[int, ...]:
+    usable = tuple(k for k in grid if k <= smallest_fit)
+    return usable or (smallest_fit,)
+
+
+@dataclass
+class CVProjections:
+    """Scaler/PCA scores for each inner split and for the refit on all training rows.
+
+    ``splits[i] = (train_index, validation_index, train_scores, validation_scores)``; ``train_scores``
+    / ``test_scores`` are the refit's scores of all training rows and of the test rows.
+    """
+
+    splits: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    train_scores: np.ndarray
+    test_scores: np.ndarray
+    n_components: int | None
+
+    @classmethod
+    def fit(
+        cls,
+        x_train: np.ndarray,
+        x_test: np.ndarray,
+        n_components: int | None,
+        n_splits: int,
+        seed: int | None,
+    ) -> "CVProjections":
+        """``n_components=None``: use the features as they are (no scaler, no PCA: the idealized control)."""
+        x_train = np.asarray(x_train, dtype=np.float64)
+        x_test = np.asarray(x_test, dtype=np.float64)
+        index_pairs = inner_kfold(len(x_train), n_splits, seed)
+        if n_components is None:
+            splits = [(tr, va, x_train[tr], x_train[va]) for tr, va in index_pairs]
+            return cls(splits, x_train, x_test, None)
+        smallest = min(len(tr) for tr, _ in index_pairs)
+        q = min(n_components, x_train.shape[1], smallest)
+        splits = []
+        for tr, va in index_pairs:
+            pca = ScaledPCA.fit(x_train[tr], q)
+            splits.append((tr, va, pca.transform(x_train[tr]), pca.transform(x_train[va])))
+        pca = ScaledPCA.fit(x_train, q)
+        return cls(splits, pca.transform(x_train), pca.transform(x_test), q)
+
+    @property
+    def smallest_fit(self) -> int:
+        return min(len(tr) for tr, _, _, _ in self.splits)
+
+
+@dataclass
+class KnnFit:
+    predictions: np.ndarray
+    """``(n_test, G)`` predictions of the refitted model."""
+    k: int
+    cv_l2: dict[int, float]
+    """Mean inner-validation L2 per k (the negative of GridSearchCV's mean_test_score)."""
+
+
+def knn_cv_predict(
+    projections: CVProjections,
+    gram: np.ndarray,
+    train_rows: np.ndarray,
+    y_train: np.ndarray,
+    k_grid: tuple[int, ...],
+) -> KnnFit:
+    """Select k by inner CV and predict the test rows.
+
+    ``train_rows`` ``(n,)`` maps the projected training rows to rows of ``gram`` / ``y_train`` (the
+    outer fold's training responses); only perturbations with an embedding are among them.
+    """
+    grid = usable_grid(tuple(k_grid), projections.smallest_fit)
+    k_max = max(grid)
+    scores = np.zeros(len(grid))
+    for tr, va, train_scores, validation_scores in projections.splits:
+        neighbours = sorted_neighbours(train_scores, validation_scores, k_max)
+        l2 = l2_for_every_k(gram, train_rows[va], train_rows[tr][neighbours], grid)
+        scores += -l2.mean(axis=0)
+    scores /= len(projections.splits)
+    best = int(np.argmax(scores))
+    k = grid[best]
+    neighbours = sorted_neighbours(projections.train_scores, projections.test_scores, k)
+    predictions = mean_of_neighbours(y_train[train_rows], neighbours)
+    return KnnFit(predictions, k, {kk: float(-s) for kk, s in zip(grid, scores)})
+
+
+def mean_of_neighbours(y: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """Uniform-weight kNN prediction ``(n_query, G)``: mean of the rows ``y[neighbours[i]]``."""
+    n_query, k = neighbours.shape
+    weights = np.zeros((n_query, y.shape[0]))
+    np.put_along_axis(weights, neighbours, 1.0 / k, axis=1)
+    return weights @ y

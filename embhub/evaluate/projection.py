@@ -1,0 +1,109 @@
+"""StandardScaler → PCA(q), as scikit-learn computes them, without scikit-learn.
+
+The study fits ``Pipeline([StandardScaler(), PCA(100), estimator])`` inside ``GridSearchCV``, so scaler and
+PCA are refitted on every inner training split. kNN and Lasso only need the *scores* (the PCA
+coordinates), and those are fixed by the top-q principal subspace; we get that subspace from a symmetric
+eigendecomposition of whichever is smaller, the Gram matrix ``Z Zᵀ`` (n×n) or the scatter matrix ``Zᵀ Z``
+(d×d), instead of a full SVD. Distances and linear fits do not depend on the basis chosen inside the
+subspace (sign flips, rotations), so results equal ``PCA(svd_solver="full")`` to rounding.
+
+Documented deviation: the study used ``svd_solver="auto"`` with no seed, which picks a randomized solver
+for wide inputs; results here are deterministic and equal to the exact ("full") solver.
+
+Number of components: ``min(q, d, n_fit)`` where n_fit is the smallest training split the pipeline is
+fitted on (the study never had d < 100; PCA(100) would fail there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def standard_scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale ``(d,)`` of :class:`sklearn.preprocessing.StandardScaler` (population std;
+    near-constant features, by scikit-learn's rule, get scale 1)."""
+    mean = x.mean(axis=0)
+    var = ((x - mean) ** 2).mean(axis=0)
+    n = x.shape[0]
+    eps = np.finfo(np.float64).eps
+    constant = var <= n * eps * var + (n * mean * eps) ** 2
+    scale = np.sqrt(var)
+    scale[constant] = 1.0
+    return mean, scale
+
+
+@dataclass
+class ScaledPCA:
+    """A fitted scaler + PCA. ``transform(x)`` gives the ``(n, q)`` scores in an orthonormal basis."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    centre: np.ndarray
+    basis: np.ndarray
+    """``(d, q)`` orthonormal basis of the top-q principal subspace of the standardised training rows."""
+
+    @classmethod
+    def fit(cls, x: np.ndarray, n_components: int, standardise: bool = True) -> "ScaledPCA":
+        """Fit on training rows ``x`` ``(n, d)`` (float64)."""
+        x = np.asarray(x, dtype=np.float64)
+        n, d = x.shape
+        q = min(n_components, n, d)
+        if standardise:
+            mean, scale = standard_scaler(x)
+        else:
+            mean, scale = np.zeros(d), np.ones(d)
+        z = (x - mean) / scale
+        centre = z.mean(axis=0)
+        z -= centre
+        basis = _top_subspace(z, q)
+        return cls(mean, scale, centre, basis)
+
+    @property
+    def n_components(self) -> int:
+        return self.basis.shape[1]
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        z = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale - self.centre
+        return z @ self.basis
+
+
+def _top_subspace(z: np.ndarray, q: int) -> np.ndarray:
+    from scipy.linalg import eigh
+
+    n, d = z.shape
+    if d <= n:
+        scatter = z.T @ z
+        _, vectors = eigh(scatter, subset_by_index=[d - q, d - 1], driver="evr")
+        return vectors[:, ::-1]
+    gram = z @ z.T
+    values, vectors = eigh(gram, subset_by_index=[n - q, n - 1], driver="evr")
+    values = np.clip(values[::-1], np.finfo(np.float64).tiny, None)
+    basis = (z.T @ vectors[:, ::-1]) / np.sqrt(values)
+    return basis
+
+
+def pca_scores(x: np.ndarray, n_components: int) -> np.ndarray:
+    """``PCA(n_components).fit_transform(x)`` up to the basis: scores ``(n, q)`` of the centred rows."""
+    x = np.asarray(x, dtype=np.float64)
+    return ScaledPCA.fit(x, n_components, standardise=False).transform(x)
+
+
+def inner_kfold(n: int, n_splits: int, seed: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, validation) index pairs of ``sklearn.model_selection.KFold(n_splits, shuffle=seed is not
+    None, random_state=seed)``: a RandomState permutation cut into n_splits consecutive near-equal chunks."""
+    indices = np.arange(n)
+    if seed is not None:
+        np.random.RandomState(seed).shuffle(indices)
+    sizes = np.full(n_splits, n // n_splits, dtype=np.int64)
+    sizes[: n % n_splits] += 1
+    splits = []
+    start = 0
+    for size in sizes:
+        validation = np.sort(indices[start : start + size])
+        mask = np.ones(n, dtype=bool)
+        mask[validation] = False
+        splits.append((np.arange(n)[mask], validation))
+        start += size
+    return splits

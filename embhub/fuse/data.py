@@ -1,0 +1,167 @@
+"""Assembling fusion inputs: every (perturbation, cell line) row of a prepared dataset with its embeddings.
+
+The study trains one fusion model per fold on all cell lines pooled (benchmark-protocol-details.md §7.1), so
+the rows of every cell line are stacked. A perturbation's embeddings do not depend on the cell line, so each
+source is kept once per *unique* perturbation ``(n_perts, dim)`` and rows point at it (``row_pert``): with the
+four Essential cell lines this stores each vector once instead of four times.
+
+A source that lacks a perturbation contributes a zero vector and ``present = False``; the model masks it out of
+attention (§7.2). A row that no source covers cannot be fed to the model: it is left out of training and, at
+test time, predicted by its cell line's training mean, like the kNN protocol's fallback; the counts are kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from embhub.datasets.prepared import PreparedDataset
+from embhub.errors import InputError, StoreError
+from embhub.evaluate.results import manifest_id
+from embhub.paths import default_store_dir
+from embhub.store import EmbeddingStore
+
+
+@dataclass
+class SourceInfo:
+    name: str
+    path: str
+    store_id: str
+    dim: int
+    n_covered: int
+
+
+@dataclass
+class FusionData:
+    """Pooled rows of a prepared dataset and their embedding sources.
+
+    ``sources[s]`` is ``(n_perts, dim_s)`` float32 with zeros where ``present[:, s]`` is False;
+    ``present`` is ``(n_perts, n_sources)``; row arrays (``row_*``, ``lfc``, ``deg``) have ``n_rows`` rows.
+    """
+
+    dataset: str
+    dataset_id: str
+    cell_lines: list[str]
+    genes: np.ndarray
+    pert_ids: np.ndarray
+    source_info: list[SourceInfo]
+    sources: list[np.ndarray]
+    present: np.ndarray
+    row_pert: np.ndarray
+    row_cell_line: np.ndarray
+    row_fold: np.ndarray
+    lfc: np.ndarray
+    deg: np.ndarray | None
+    deg_mask: np.ndarray | None
+
+    @property
+    def source_names(self) -> list[str]:
+        return [info.name for info in self.source_info]
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.row_pert)
+
+    @property
+    def row_pert_ids(self) -> np.ndarray:
+        return self.pert_ids[self.row_pert]
+
+    @property
+    def row_covered(self) -> np.ndarray:
+        """``(n_rows,)`` True where at least one source has the row's perturbation."""
+        return self.present[self.row_pert].any(axis=1)
+
+    @property
+    def folds(self) -> list[int]:
+        return sorted(int(f) for f in np.unique(self.row_fold) if f >= 0)
+
+    def without_source(self, name: str) -> "FusionData":
+        """The same rows with one source removed (for leave-one-source-out ablations)."""
+        keep = [i for i, info in enumerate(self.source_info) if info.name != name]
+        if len(keep) == len(self.source_info):
+            raise InputError(f"no fusion source '{name}' (sources: {', '.join(self.source_names)})")
+        return FusionData(
+            **{
+                **self.__dict__,
+                "source_info": [self.source_info[i] for i in keep],
+                "sources": [self.sources[i] for i in keep],
+                "present": self.present[:, keep],
+            }
+        )
+
+
+def resolve_store_path(name_or_path: str | Path) -> Path:
+    """A store given by path, or by model name when ``$EMBHUB_HOME/stores/<name>/`` holds exactly one store."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    folder = default_store_dir() / str(name_or_path)
+    candidates = sorted(folder.glob("*.zarr")) if folder.is_dir() else []
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(candidates) > 1:
+        raise InputError(f"model '{name_or_path}' has {len(candidates)} stores under {folder}; pass one store path")
+    raise InputError(f"no store '{name_or_path}': give a store path or a model name extracted into {default_store_dir()}")
+
+
+def load_fusion_data(
+    dataset: PreparedDataset,
+    stores: Sequence[EmbeddingStore],
+    cell_lines: Sequence[str] | None = None,
+    task: str = "lfc",
+) -> FusionData:
+    """Stack the rows of ``cell_lines`` (default: all) and look every perturbation up in every store."""
+    if not stores:
+        raise InputError("fusion needs at least one embedding store (--stores)")
+    for store in stores:
+        if store.entity != dataset.entity or store.key_namespace != dataset.key_namespace:
+            raise StoreError(
+                f"store {store.path} holds {store.entity} keys ({store.key_namespace}) but dataset "
+                f"'{dataset.name}' has {dataset.entity} keys ({dataset.key_namespace}); use a matching store"
+            )
+    lines = list(cell_lines) if cell_lines else dataset.cell_lines
+    blocks = [dataset.cell_line(name) for name in lines]
+    if task == "deg" and not all(block.has_deg for block in blocks):
+        lacking = [block.name for block in blocks if not block.has_deg]
+        raise InputError(f"dataset '{dataset.name}' has no DEG labels for {', '.join(lacking)}; use --task lfc")
+    row_ids = np.concatenate([block.pert_ids for block in blocks])
+    pert_ids, row_pert = np.unique(row_ids, return_inverse=True)
+    sources, present, info = [], [], []
+    for name, store in zip(_unique_names(stores), stores):
+        found, vectors = store.lookup(list(pert_ids))
+        matrix = np.zeros((len(pert_ids), store.dim), dtype=np.float32)
+        matrix[found] = vectors
+        sources.append(matrix)
+        present.append(found)
+        info.append(SourceInfo(name, str(store.path), manifest_id(store.manifest), store.dim, int(found.sum())))
+    lfc = np.concatenate([block.lfc for block in blocks])
+    deg = deg_mask = None
+    if task == "deg":
+        deg = np.concatenate([block.deg for block in blocks])
+        deg_mask = np.concatenate([block.deg_mask for block in blocks])
+    return FusionData(
+        dataset=dataset.name,
+        dataset_id=manifest_id(dataset.manifest),
+        cell_lines=lines,
+        genes=dataset.genes,
+        pert_ids=pert_ids,
+        source_info=info,
+        sources=sources,
+        present=np.stack(present, axis=1),
+        row_pert=row_pert.astype(np.int64),
+        row_cell_line=np.concatenate([np.full(len(block.pert_ids), i) for i, block in enumerate(blocks)]).astype(np.int64),
+        row_fold=np.concatenate([block.folds for block in blocks]),
+        lfc=lfc,
+        deg=deg,
+        deg_mask=deg_mask,
+    )
+
+
+def _unique_names(stores: Sequence[EmbeddingStore]) -> list[str]:
+    names = [store.name for store in stores]
+    return [
+        f"{name} ({Path(store.path).stem})" if names.count(name) > 1 else name for name, store in zip(names, stores)
+    ]

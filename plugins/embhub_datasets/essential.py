@@ -1,0 +1,88 @@
+"""Essential-gene CRISPRi screens (Replogle et al. 2022 K562 / RPE1; Nadig et al. 2025 HepG2 / Jurkat).
+
+Real layout (the study's merged ``raw_data.h5ad``, or one file per cell line): raw counts in X; obs ``gene``
+(target symbol, ``non-targeting`` for controls), ``gene_id`` (Ensembl id), ``gem_group`` (the batch),
+``cell_line`` and ``is_control``; var indexed by Ensembl id with ``gene_name`` (or indexed by symbol with
+``gene_id``). Several files are joined on their common genes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from embhub.datasets.cells import CountMatrix, read_obs_var
+from embhub.datasets.recipe import CellFile, CellSource, Dataset, require_columns
+from embhub.errors import InputError
+
+OBS_COLUMNS = ("gene", "gene_id", "gem_group", "cell_line", "is_control")
+
+
+def gene_panel(var: pd.DataFrame, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Ensembl ids and symbols of a var table indexed by Ensembl id (``gene_name``) or by symbol (``gene_id``)."""
+    index = var.index.astype(str).to_numpy()
+    if len(index) and all(i.startswith("ENSG") for i in index[:50]):
+        symbols = var["gene_name"].astype(str).to_numpy() if "gene_name" in var else index
+        return index, symbols
+    for column in ("gene_id", "ensembl_id", "ensemble_id"):
+        if column in var:
+            return var[column].astype(str).to_numpy(), index
+    raise InputError(f"{path}: var is neither indexed by Ensembl ids nor has a 'gene_id' column")
+
+
+def as_bool(values: pd.Series) -> np.ndarray:
+    if values.dtype == bool:
+        return values.to_numpy()
+    return values.astype(str).str.lower().isin({"true", "1", "yes"}).to_numpy()
+
+
+class Essential(Dataset):
+    name = "essential"
+    entity = "gene"
+    key_namespace = "ensembl_gene_id"
+    description = "Essential-gene CRISPRi Perturb-seq (Replogle 2022 K562/RPE1, Nadig 2025 HepG2/Jurkat)"
+    citation = (
+        "Replogle et al. (2022) Mapping information-rich genotype-phenotype landscapes with genome-scale "
+        "Perturb-seq, Cell 185:2559; Nadig et al. (2025) Transcriptome-wide analysis of differential expression "
+        "in perturbation atlases, Nat. Genet."
+    )
+    raw_files = "one merged raw-count h5ad (obs gene, gene_id, gem_group, cell_line, is_control) or one per cell line"
+    control = "global"
+    deg = "pooled"
+    deg_min_cells = 30
+    library = "panel"
+
+    def read(self, raw: Sequence[Path], layer: str | None = None) -> CellSource:
+        tables = []
+        for path in raw:
+            obs, var = read_obs_var(path)
+            require_columns(obs, OBS_COLUMNS, path)
+            tables.append((path, obs, *gene_panel(var, path)))
+        common = set(tables[0][2])
+        for _, _, ids, _ in tables[1:]:
+            common &= set(ids)
+        first_ids, first_symbols = tables[0][2], tables[0][3]
+        panel = [i for i, g in enumerate(first_ids) if g in common]
+        gene_ids, gene_symbols = first_ids[panel], first_symbols[panel]
+        files = []
+        for path, obs, ids, _ in tables:
+            position = pd.Index(ids).get_indexer(gene_ids)
+            is_control = as_bool(obs["is_control"])
+            gene_id = obs["gene_id"].astype(str).to_numpy()
+            cells = pd.DataFrame(
+                {
+                    "cell_line": obs["cell_line"].astype(str).to_numpy(),
+                    "batch": obs["gem_group"].astype(str).to_numpy(),
+                    "pert_id": np.where(is_control, "", gene_id),
+                    "pert_label": np.where(is_control, "non-targeting", obs["gene"].astype(str).to_numpy()),
+                    "is_control": is_control,
+                }
+            )
+            files.append(CellFile(CountMatrix(path, layer), cells, position))
+        notes = []
+        if len(tables) > 1:
+            notes.append(f"gene panel: {len(gene_ids)} genes common to {len(tables)} files")
+        return CellSource(files, gene_ids, gene_symbols, notes=notes)

@@ -1,0 +1,178 @@
+"""An interrupted extraction (SIGKILL or Ctrl-C) resumes into exactly the store an uninterrupted run writes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import zarr
+
+from embhub.store import EmbeddingStore
+from tests.support.packages import build_plugin_package, pip_install_target
+
+SLOW_PROVIDER = '''
+import time
+from dataclasses import dataclass
+import numpy as np
+from embhub.hookspecs import hookimpl
+from embhub.provider import Embedded, Failure, Provider
+
+
+class SlowCounter(Provider):
+    """Deterministic vectors from the value's integer, slowly, failing on multiples of 7."""
+    name = "slowcounter"
+    entity = "number"
+    id_namespace = "integer"
+    key_namespace = "integer"
+
+    @dataclass
+    class Parameters:
+        delay: float = 0.15
+
+    @property
+    def dim(self):
+        return 5
+
+    def embed(self, items):
+        time.sleep(self.parameters.delay)
+        ids, keys, vectors, failures = [], [], [], []
+        for item in items:
+            n = int(item.value)
+            if n % 7 == 0:
+                failures.append(Failure(item.input_id, f"{n} is a multiple of 7"))
+                continue
+            ids.append(item.input_id)
+            keys.append(f"n{n}")
+            vectors.append(np.sin(np.arange(5) * n + 0.5).astype(np.float32))
+        return Embedded(ids, keys, np.array(vectors, dtype=np.float32).reshape(-1, 5), failures,
+                        labels={"parity": ["even" if int(k[1:]) % 2 == 0 else "odd" for k in keys]})
+
+
+@hookimpl
+def register_providers(register):
+    register(SlowCounter)
+
+
+@hookimpl
+def register_models(register):
+    register("slow", provider="slowcounter")
+'''
+
+N_ITEMS, BATCH = 120, 8
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("slow")
+    site = root / "site"
+    pip_install_target(build_plugin_package(root, "embhub-slow", "embhub_slow", "slow", SLOW_PROVIDER), site)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.fixture
+def numbers(tmp_path):
+    path = tmp_path / "numbers.csv"
+    path.write_text("id,value\n" + "".join(f"item{i},{i}\n" for i in range(1, N_ITEMS + 1)))
+    return path
+
+
+def command(numbers, out):
+    return [sys.executable, "-m", "embhub", "extract", "-m", "slow", "-i", str(numbers), "-o", str(out), "--batch-size", str(BATCH)]
+
+
+def done_batches(out):
+    try:
+        status = zarr.open_group(str(out), mode="r")["_staging/status"][:]
+    except Exception:
+        return 0
+    return int((status.reshape(-1, BATCH) != 0).all(axis=1).sum())
+
+
+def start_and_interrupt(numbers, out, env, sig):
+    process = subprocess.Popen(command(numbers, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while done_batches(out) < 3:
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, "extraction made no progress"
+        time.sleep(0.05)
+    process.send_signal(sig)
+    stdout, stderr = process.communicate(timeout=30)
+    return process.returncode, stdout, stderr
+
+
+def snapshot(out):
+    store = EmbeddingStore.open(out)
+    return {
+        "ids": list(store.ids),
+        "input_ids": list(store.input_ids),
+        "parity": list(store.labels("parity")),
+        "vectors": store.vectors(),
+        "failures": store.failures(),
+        "content": store.manifest["content_sha256"],
+        "counts": store.manifest["counts"],
+    }
+
+
+def assert_same(a, b):
+    for key in ("ids", "input_ids", "parity", "failures", "content", "counts"):
+        assert a[key] == b[key], key
+    np.testing.assert_array_equal(a["vectors"], b["vectors"])
+
+
+@pytest.fixture
+def reference(numbers, tmp_path, env):
+    out = tmp_path / "reference.zarr"
+    subprocess.run(command(numbers, out), env=env, check=True, capture_output=True)
+    return snapshot(out)
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_equals_uninterrupted_run(numbers, tmp_path, env, reference):
+    out = tmp_path / "killed.zarr"
+    code, _, _ = start_and_interrupt(numbers, out, env, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    finished = done_batches(out)
+    assert 3 <= finished < N_ITEMS // BATCH
+    with pytest.raises(Exception, match="incomplete"):
+        EmbeddingStore.open(out)
+    partial = EmbeddingStore.open(out, allow_incomplete=True)
+    assert len(partial.ids) == len(set(partial.ids)) > 0
+    rerun = subprocess.run(command(numbers, out), env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resumed after {finished} finished batches" in rerun.stdout.replace("\n", " ")
+    result = snapshot(out)
+    assert_same(result, reference)
+    assert len(result["ids"]) + len(result["failures"]) == N_ITEMS
+    assert len(result["failures"]) == N_ITEMS // 7
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_cleanly_and_resumes(numbers, tmp_path, env, reference):
+    out = tmp_path / "interrupted.zarr"
+    code, _, stderr = start_and_interrupt(numbers, out, env, signal.SIGINT)
+    assert code == 130
+    assert "interrupted" in stderr and "resume" in stderr and "Traceback" not in stderr
+    rerun = subprocess.run(command(numbers, out), env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert_same(snapshot(out), reference)
+
+
+def test_rerunning_a_complete_extraction_changes_nothing(numbers, tmp_path, env, reference):
+    out = tmp_path / "reference-again.zarr"
+    subprocess.run(command(numbers, out), env=env, check=True, capture_output=True)
+    before = snapshot(out)
+    again = subprocess.run(command(numbers, out), env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "already complete" in again.stdout
+    assert_same(snapshot(out), before)
+
+
+def test_different_inputs_into_an_existing_store_are_refused(numbers, tmp_path, env):
+    out = tmp_path / "s.zarr"
+    subprocess.run(command(numbers, out), env=env, check=True, capture_output=True)
+    numbers.write_text("id,value\nitem1,1\n")
+    again = subprocess.run(command(numbers, out), env=env, capture_output=True, text=True)
+    assert again.returncode == 1
+    assert again.stderr.strip().startswith("error: store") and "--overwrite" in again.stderr

@@ -1,0 +1,154 @@
+"""SMILES transformer vectors on rxnfp's real SMILES BERT equal a direct transformers forward pass.
+
+The expected vectors are computed here without the plugin: rdkit canonicalises, a greedy
+longest-match over ``vocab.txt`` tokenises (an algorithm independent of the plugin's regex), and
+``BertModel`` runs one molecule at a time, unpadded.
+"""
+
+import hashlib
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rdkit import Chem
+
+from embhub.provider import Item
+from embhub.store import EmbeddingStore
+from embhub_smiles_transformer import SmilesTransformer
+from embhub_smiles_transformer.smiles_tokenizer import UntokenizableSmiles, split_smiles
+from tests.support.cli import assert_one_line_error, run_cli
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("rxnfp") is None, reason="needs rxnfp's weights: pip install --no-deps rxnfp==0.1.0"
+)
+
+CHECKPOINT = "python-package:rxnfp/models/transformers/bert_pretrained"
+DRUGS = {
+    "aspirin": "CC(=O)Oc1ccccc1C(=O)O",
+    "imatinib": "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1",
+    "dexamethasone": "C[C@@H]1C[C@H]2[C@@H]3CCC4=CC(=O)C=C[C@]4(C)[C@@]3(F)[C@@H](O)C[C@]2(C)[C@@]1(O)C(=O)CO",
+    "vorinostat": "O=C(CCCCCCC(=O)Nc1ccccc1)NO",
+    "chlorambucil": "OC(=O)CCCc1ccc(N(CCCl)CCCl)cc1",
+    "bromocriptine_fragment": "Brc1c[nH]c2ccccc12",
+}
+
+
+def rxnfp_directory() -> Path:
+    spec = importlib.util.find_spec("rxnfp")
+    return Path(list(spec.submodule_search_locations)[0]) / "models/transformers/bert_pretrained"
+
+
+def greedy_vocab_tokens(smiles: str, vocab: dict[str, int]) -> list[str]:
+    longest = max(map(len, vocab))
+    tokens, position = [], 0
+    while position < len(smiles):
+        for size in range(min(longest, len(smiles) - position), 0, -1):
+            piece = smiles[position : position + size]
+            if piece in vocab:
+                tokens.append(piece)
+                position += size
+                break
+        else:
+            raise AssertionError(f"no vocabulary token at {smiles[position:]}")
+    return tokens
+
+
+@pytest.fixture(scope="module")
+def bert():
+    import torch
+    from transformers import BertModel
+
+    directory = rxnfp_directory()
+    vocab = {t: i for i, t in enumerate(directory.joinpath("vocab.txt").read_text().splitlines())}
+    model = BertModel.from_pretrained(directory, add_pooling_layer=False).eval()
+
+    def expected(smiles: str, pooling: str, layer: int) -> np.ndarray:
+        canonical = Chem.MolToSmiles(Chem.MolFromSmiles(smiles))
+        ids = [vocab["[CLS]"], *(vocab[t] for t in greedy_vocab_tokens(canonical, vocab)), vocab["[SEP]"]]
+        with torch.no_grad():
+            states = model(torch.tensor([ids]), output_hidden_states=True).hidden_states[layer][0]
+        return (states[0] if pooling == "cls" else states[1:-1].mean(0)).numpy()
+
+    return expected
+
+
+def write_registry(tmp_path, **parameters):
+    values = {"architecture": "bert", "tokenizer": "smiles-regex", **parameters}
+    inline = ", ".join(f"{k}: {v}" for k, v in values.items())
+    path = tmp_path / "registry.yaml"
+    path.write_text(
+        f"models:\n  rx:\n    provider: smiles-transformer\n    checkpoint: {CHECKPOINT}\n    parameters: {{{inline}}}\n"
+    )
+    return path
+
+
+def test_store_equals_direct_forward_and_bad_smiles_are_recorded(tmp_path, bert):
+    table = tmp_path / "drugs.csv"
+    rows = list(DRUGS.items()) + [("broken", "C1CC(")]
+    table.write_text("id,smiles\n" + "".join(f"{k},{v}\n" for k, v in rows))
+    registry = write_registry(tmp_path, pooling="mean", forward_batch_size=4)
+    out = tmp_path / "rx.zarr"
+    outcome = run_cli("extract", "-m", "rx", "-i", table, "-o", out, "--registry", registry, "--batch-size", 5)
+    assert outcome.exit_code == 0, outcome
+    assert "failed row 8 ('broken'): invalid SMILES 'C1CC('" in outcome.stderr
+    store = EmbeddingStore.open(out)
+    assert list(store.input_ids) == list(DRUGS)
+    assert store.dim == 256
+    for row, name in enumerate(store.input_ids):
+        np.testing.assert_allclose(store.vectors()[row], bert(DRUGS[name], "mean", -1), atol=2e-5)
+        assert store.ids[row] == Chem.MolToInchiKey(Chem.MolFromSmiles(DRUGS[name]))
+        assert store.labels("canonical_smiles")[row] == Chem.MolToSmiles(Chem.MolFromSmiles(DRUGS[name]))
+    provenance = store.manifest["provenance"]
+    assert provenance["unknown_tokens"] == 0 and provenance["tokenizer"] == "RegexSmilesTokenizer"
+    assert "MolToSmiles" in provenance["smiles_canonicalisation"]
+    files = {Path(f["path"]).name: f["sha256"] for f in store.manifest["checkpoint"]["files"]}
+    weights = rxnfp_directory() / "pytorch_model.bin"
+    assert files["pytorch_model.bin"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert set(files) == {"config.json", "vocab.txt", "pytorch_model.bin"}
+
+
+@pytest.mark.parametrize("pooling,layer", [("cls", -1), ("mean", 4), ("cls", 0)])
+def test_pooling_and_layer_choice(bert, pooling, layer):
+    provider = SmilesTransformer(
+        SmilesTransformer.Parameters(
+            checkpoint=CHECKPOINT, architecture="bert", tokenizer="smiles-regex", pooling=pooling, layer=layer,
+            forward_batch_size=3,
+        )
+    )
+    result = provider.embed([Item(k, v) for k, v in DRUGS.items()])
+    assert result.input_ids == list(DRUGS) and not result.failures
+    for row, name in enumerate(result.input_ids):
+        np.testing.assert_allclose(result.vectors[row], bert(DRUGS[name], pooling, layer), atol=2e-5)
+
+
+def test_canonical_and_other_spellings_give_one_vector():
+    provider = SmilesTransformer(
+        SmilesTransformer.Parameters(checkpoint=CHECKPOINT, architecture="bert", tokenizer="smiles-regex")
+    )
+    spellings = ["CC(=O)Oc1ccccc1C(=O)O", "OC(=O)c1ccccc1OC(C)=O", "c1cccc(OC(C)=O)c1C(O)=O"]
+    result = provider.embed([Item(f"s{i}", s) for i, s in enumerate(spellings)] + [Item("other", DRUGS["vorinostat"])])
+    assert len(set(result.keys[:3])) == 1
+    np.testing.assert_allclose(result.vectors[1], result.vectors[0], atol=1e-6)
+    np.testing.assert_allclose(result.vectors[2], result.vectors[0], atol=1e-6)
+    assert not np.allclose(result.vectors[3], result.vectors[0], atol=1e-3)
+
+
+def test_regex_split_follows_smiles_grammar():
+    assert split_smiles("C[C@@H](Cl)c1ccc(Br)cc1") == ["C", "[C@@H]", "(", "Cl", ")", "c", "1", "c", "c", "c", "(", "Br", ")", "c", "c", "1"]
+    assert split_smiles("C%12CC=N/O.[Na+]>>O") == ["C", "%12", "C", "C", "=", "N", "/", "O", ".", "[Na+]", ">>", "O"]
+    with pytest.raises(UntokenizableSmiles, match="position 1"):
+        split_smiles("CxC")
+
+
+def test_configuration_mistakes_are_one_line_errors(tmp_path):
+    table = tmp_path / "drugs.csv"
+    table.write_text("id,smiles\naspirin,CC(=O)Oc1ccccc1C(=O)O\n")
+    no_type = tmp_path / "auto.yaml"
+    no_type.write_text(f"models:\n  rx:\n    provider: smiles-transformer\n    checkpoint: {CHECKPOINT}\n")
+    assert_one_line_error(run_cli("extract", "-m", "rx", "-i", table, "--registry", no_type), "no model_type", "architecture: bert")
+    deep = write_registry(tmp_path, layer=13)
+    assert_one_line_error(run_cli("extract", "-m", "rx", "-i", table, "--registry", deep), "layer 13 does not exist", "0..12")
+    absent = tmp_path / "absent.yaml"
+    absent.write_text("models:\n  rx:\n    provider: smiles-transformer\n    checkpoint: python-package:no_such_pkg_xyz/models\n")
+    assert_one_line_error(run_cli("extract", "-m", "rx", "-i", table, "--registry", absent), "no_such_pkg_xyz", "not installed")

@@ -1,0 +1,1 @@
+"""Helpers shared by tests: running the CLI and building throw-away plugin packages."""
