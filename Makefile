@@ -17,6 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	# rxnfp ships real SMILES-BERT weights used by tests; its declared pins are obsolete, so no deps.
+	$(BIN)/python -m pip install --quiet --no-deps rxnfp==0.1.0
+	rm -rf embhub.egg-info
 	touch $@
 
 demo: install

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import pandas as pd
 
 from embhub.errors import InputError
 
@@ -25,7 +24,7 @@ TARGET_SUM = 1e4
 DEFAULT_BLOCK_CELLS = 8192
 
 
-def read_obs_var(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_obs_var(path: Path) -> tuple["pd.DataFrame", "pd.DataFrame"]:
     """The ``obs`` and ``var`` tables of an h5ad file, without loading its matrix."""
     import h5py
     from anndata.io import read_elem
@@ -87,6 +86,12 @@ class CountMatrix:
                     "rewrite it as CSR (adata.X = adata.X.tocsr(); adata.write_h5ad(...))"
                 )
 
+    def normalised_blocks(self, panel: np.ndarray, libraries: tuple[str, ...]) -> Iterator[tuple[int, int, dict]]:
+        """Yield ``(first_row, n_rows, {library: log1p-CP10k csr (n_rows, len(panel))})``, checking counts."""
+        for start, block in self.blocks():
+            check_counts(block, self.path, start)
+            yield start, block.shape[0], {lib: log_normalise(block, panel, lib) for lib in set(libraries)}
+
     def _node(self, handle):
         if self.key not in handle:
             raise InputError(f"{self.path} has no {self.key}; name the raw-count layer with --layer")
@@ -106,15 +111,73 @@ def check_counts(block, path: Path, first_row: int) -> None:
         )
 
 
-def log_normalise(block, panel: np.ndarray, library: str = "panel"):
-    """log1p of counts scaled to 10,000 per cell, restricted to ``panel`` columns: csr ``(rows, len(panel))``."""
+def log_normalise(block, panel: np.ndarray, library: str = "panel", sizes: np.ndarray | None = None):
+    """log1p of counts scaled to 10,000 per cell, restricted to ``panel`` columns: csr ``(rows, len(panel))``.
+
+    ``sizes`` gives the library sizes when ``block`` holds only part of each cell's counts (triplet files).
+    """
     import scipy.sparse as sp
 
     restricted = block[:, panel]
-    source = restricted if library == "panel" else block
-    sizes = np.asarray(source.sum(axis=1)).ravel()
+    if sizes is None:
+        source = restricted if library == "panel" else block
+        sizes = np.asarray(source.sum(axis=1)).ravel()
+    sizes = np.asarray(sizes, dtype=np.float64)
     scale = np.divide(TARGET_SUM, sizes, out=np.zeros_like(sizes), where=sizes > 0)
     normalised = sp.diags(scale) @ restricted
     normalised = sp.csr_matrix(normalised)
     np.log1p(normalised.data, out=normalised.data)
     return normalised
+
+
+@dataclass
+class TripletMatrix:
+    """A count matrix given as ``gene cell count`` triplets (1-based, no header), e.g. sciPlex's GEO files.
+
+    Read twice in chunks of ``chunk_entries`` lines: first the library size of every cell (8 bytes a cell),
+    then each chunk of triplets becomes a sparse ``(n_cells, n_genes)`` block normalised with those sizes.
+    Normalisation is element-wise, so partial rows add up to exactly the whole-row result.
+    """
+
+    path: Path
+    n_cells: int
+    n_genes: int
+    chunk_entries: int = 2_000_000
+
+    def _chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        import pandas as pd
+
+        reader = pd.read_csv(
+            self.path, sep=r"\s+", header=None, names=["gene", "cell", "count"], chunksize=self.chunk_entries,
+            dtype={"gene": np.int64, "cell": np.int64, "count": np.float64}, comment="%",
+        )
+        for chunk in reader:
+            genes, cells, counts = chunk["gene"].to_numpy() - 1, chunk["cell"].to_numpy() - 1, chunk["count"].to_numpy()
+            if len(genes) and (genes.min() < 0 or genes.max() >= self.n_genes or cells.min() < 0 or cells.max() >= self.n_cells):
+                raise InputError(f"{self.path}: a triplet names a gene or cell outside the annotation tables")
+            yield genes, cells, counts
+
+    def library_sizes(self, panel: np.ndarray) -> dict[str, np.ndarray]:
+        in_panel = np.zeros(self.n_genes, bool)
+        in_panel[panel] = True
+        sizes = {"all": np.zeros(self.n_cells), "panel": np.zeros(self.n_cells)}
+        for genes, cells, counts in self._chunks():
+            bad = (counts < 0) | (counts != np.round(counts))
+            if bad.any():
+                raise InputError(
+                    f"{self.path}: entry {counts[bad][0]:.4g} is not a count; embhub needs the raw UMI triplets"
+                )
+            sizes["all"] += np.bincount(cells, weights=counts, minlength=self.n_cells)
+            sizes["panel"] += np.bincount(cells[in_panel[genes]], weights=counts[in_panel[genes]], minlength=self.n_cells)
+        return sizes
+
+    def normalised_blocks(self, panel: np.ndarray, libraries: tuple[str, ...]) -> Iterator[tuple[int, int, dict]]:
+        import scipy.sparse as sp
+
+        sizes = self.library_sizes(panel)
+        identity = np.arange(len(panel))
+        for genes, cells, counts in self._chunks():
+            block = sp.csr_matrix((counts, (cells, genes)), shape=(self.n_cells, self.n_genes))
+            yield 0, self.n_cells, {
+                lib: log_normalise(block[:, panel], identity, lib, sizes[lib]) for lib in set(libraries)
+            }

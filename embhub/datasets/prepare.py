@@ -49,6 +49,7 @@ def prepare_dataset(
     out: Path | None = None,
     layer: str | None = None,
     extra_manifest: dict[str, Any] | None = None,
+    name: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> PreparedDataset:
     """Read ``raw`` with ``dataset``'s recipe and write the prepared artifact (default under $EMBHUB_HOME)."""
@@ -61,9 +62,11 @@ def prepare_dataset(
     sums = accumulate(source, plan, dataset, progress)
     all_ids = np.concatenate([line.pert_ids for line in plan.lines])
     folds = assign_folds(all_ids, dataset.n_folds, dataset.fold_seed)
-    out = Path(out) if out else default_output(dataset.name)
+    name = name or dataset.name
+    out = Path(out) if out else default_output(name)
     manifest = {
-        "dataset": dataset.name,
+        "dataset": name,
+        "recipe": dataset.name,
         "kind": "raw",
         "entity": dataset.entity,
         "key_namespace": dataset.key_namespace,
@@ -73,7 +76,7 @@ def prepare_dataset(
         "protocol": dataset.protocol(),
         "inputs": [{"path": str(p.resolve()), "sha256": sha256_of(p), "bytes": p.stat().st_size} for p in raw],
         "layer": layer,
-        "notes": source.notes,
+        "notes": source.notes + plan.notes,
         **(extra_manifest or {}),
     }
     writer = PreparedDatasetWriter(out, manifest, source.gene_ids, source.gene_symbols)
@@ -90,6 +93,7 @@ def prepare_dataset(
             line.n_batches,
             deg=deg,
             deg_mask=deg_mask,
+            aliases=line.aliases or None,
         )
     exclusions = dict(plan.exclusions)
     return writer.finish(
@@ -120,8 +124,8 @@ def line_deg(plan: Plan, sums: Sums, index: int, dataset: Dataset) -> tuple[np.n
         if n_control <= dataset.deg_min_cells:
             return labels, mask
         (ref_mean,), (ref_var,) = moments(
-            sums.control_sum[control].sum(axis=0, keepdims=True),
-            sums.control_sq[control].sum(axis=0, keepdims=True),
+            sums.control_deg_sum[control].sum(axis=0, keepdims=True),
+            sums.control_deg_sq[control].sum(axis=0, keepdims=True),
             np.array([n_control]),
         )
         counts = sums.deg_n[groups]
@@ -129,7 +133,7 @@ def line_deg(plan: Plan, sums: Sums, index: int, dataset: Dataset) -> tuple[np.n
         scores, pvalues = welch_scores(mean[mask], var[mask], counts[mask], ref_mean, ref_var, n_control)
         labels[mask] = deg_labels(scores, pvalues)
         return labels, mask
-    ref_mean, ref_var = moments(sums.control_sum[control], sums.control_sq[control], line.control_counts)
+    ref_mean, ref_var = moments(sums.control_deg_sum[control], sums.control_deg_sq[control], line.control_counts)
     per_pair = np.zeros((len(line.deg_pairs), n_genes), dtype=np.int8)
     for k, (p, b) in enumerate(line.deg_pairs):
         scores, pvalues = welch_scores(

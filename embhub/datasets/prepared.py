@@ -14,6 +14,7 @@ This is the contract between ``embhub datasets prepare`` (which writes it) and `
         n_batches   (n,) int32     batches holding the perturbation (and controls)
         deg         (n, G) int8    optional: −1/0/+1 labels; rows with deg_mask False are unlabelled
         deg_mask    (n,) bool      optional: which perturbations have DEG labels
+        pert_aliases/<namespace> (n,) str  optional: the perturbations' ids in other namespaces (inchikey, smiles)
         ceiling/l2  (n, Q) float32 optional: per-perturbation bootstrap quantiles of the L2 error
                                    (quantiles in the ceiling group's attrs["quantiles"])
 """
@@ -96,6 +97,16 @@ class CellLineData:
     @property
     def deg_mask(self) -> np.ndarray | None:
         return np.asarray(self.group["deg_mask"][:], dtype=bool) if self.has_deg else None
+
+    def alias_namespaces(self) -> list[str]:
+        """Other keys stored for the perturbations (e.g. ``inchikey``, ``smiles`` for Tahoe drugs)."""
+        return sorted(self.group["pert_aliases"].array_keys()) if "pert_aliases" in self.group else []
+
+    def pert_aliases(self, namespace: str) -> np.ndarray | None:
+        """The perturbations' ids in another namespace ``(n,)`` ("" where unknown), or None if not stored."""
+        if namespace not in self.alias_namespaces():
+            return None
+        return _strings(self.group[f"pert_aliases/{namespace}"])
 
     @property
     def has_ceiling(self) -> bool:
@@ -218,6 +229,7 @@ class PreparedDatasetWriter:
         n_batches: Sequence[int],
         deg: np.ndarray | None = None,
         deg_mask: Sequence[bool] | None = None,
+        aliases: dict[str, Sequence[str]] | None = None,
     ) -> None:
         n = len(pert_ids)
         lfc = np.asarray(lfc, dtype=np.float32)
@@ -240,6 +252,10 @@ class PreparedDatasetWriter:
             mask = np.ones(n, bool) if deg_mask is None else np.asarray(deg_mask, dtype=bool)
             group.create_array("deg", shape=deg.shape, dtype="int8", chunks=chunk)[:] = deg
             group.create_array("deg_mask", shape=(n,), dtype="bool")[:] = mask
+        for namespace, values in (aliases or {}).items():
+            if len(values) != n:
+                raise ValueError(f"aliases '{namespace}' of {name} have {len(values)} entries, expected {n}")
+            group.create_array(f"pert_aliases/{namespace}", shape=(n,), dtype=str)[:] = np.asarray(values, dtype=object)
         self.manifest["cell_lines"].append(name)
         self._save()
 

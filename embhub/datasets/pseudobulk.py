@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from embhub.datasets.cells import check_counts, log_normalise
 from embhub.datasets.recipe import CellSource, Dataset
 from embhub.errors import InputError
 
@@ -31,6 +30,7 @@ class LinePlan:
     control_counts: np.ndarray
     used_batches: np.ndarray
     deg_pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    aliases: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_cells(self) -> np.ndarray:
@@ -51,25 +51,31 @@ class Plan:
     deg_offsets: np.ndarray
     cell_codes: list[pd.DataFrame]
     exclusions: dict[str, int]
+    notes: list[str] = field(default_factory=list)
 
 
 def plan_groups(source: CellSource, dataset: Dataset) -> Plan:
     """Assign every kept cell to its perturbation, batch and DEG group; refuse lines without controls."""
     cells = pd.concat([f.cells.assign(_file=i, _row=np.arange(len(f.cells))) for i, f in enumerate(source.files)])
     exclusions = dict(source.exclusions)
-    dropped = int((~cells["keep"]).sum())
-    if dropped:
-        exclusions["cells left out by the protocol's filters"] = exclusions.get("cells left out by the protocol's filters", 0) + dropped
+    notes: list[str] = []
+    unexplained = int((~cells["keep"]).sum()) - sum(source.exclusions.values())
+    if unexplained > 0:
+        exclusions["cells left out by the protocol's filters"] = unexplained
+    if "counted" not in cells:
+        cells["counted"] = cells["keep"]
     kept = cells[cells["keep"]]
+    counted = cells[cells["counted"].astype(bool) & ~cells["is_control"].astype(bool)]
     lines: list[LinePlan] = []
     for name in sorted(kept["cell_line"].astype(str).unique()):
-        lines.append(_plan_line(name, kept[kept["cell_line"] == name], dataset, exclusions))
+        compound_counts = counted[counted["cell_line"] == name].groupby(["compound", "batch"]).size()
+        lines.append(_plan_line(name, kept[kept["cell_line"] == name], dataset, exclusions, compound_counts, notes))
     if not lines:
         raise InputError("no cells left after the protocol's filters; check the raw files and the dataset name")
     lfc_sizes = [len(line.pert_ids) for line in lines]
     control_sizes = [len(line.batches) for line in lines]
     deg_sizes = [len(line.pert_ids) if dataset.deg == "pooled" else len(line.deg_pairs) for line in lines]
-    plan = Plan(lines, _offsets(lfc_sizes), _offsets(control_sizes), _offsets(deg_sizes), [], exclusions)
+    plan = Plan(lines, _offsets(lfc_sizes), _offsets(control_sizes), _offsets(deg_sizes), [], exclusions, notes)
     plan.cell_codes = [_codes(plan, f.cells, dataset) for f in source.files]
     return plan
 
@@ -78,7 +84,14 @@ def _offsets(sizes: list[int]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
 
-def _plan_line(name: str, cells: pd.DataFrame, dataset: Dataset, exclusions: dict[str, int]) -> LinePlan:
+def _plan_line(
+    name: str,
+    cells: pd.DataFrame,
+    dataset: Dataset,
+    exclusions: dict[str, int],
+    compound_counts: pd.Series,
+    notes: list[str],
+) -> LinePlan:
     controls = cells[cells["is_control"]]
     if controls.empty:
         raise InputError(f"cell line '{name}' has no control cells; check the control label of the raw file")
@@ -98,7 +111,6 @@ def _plan_line(name: str, cells: pd.DataFrame, dataset: Dataset, exclusions: dic
     present = counts > 0
     if dataset.control == "batch":
         used = present & (control_counts > 0)[None, :]
-        orphans = (present & ~used).sum(axis=1)
         cells_lost = int((counts * (present & ~used)).sum())
         if cells_lost:
             exclusions[f"{name}: cells in batches without controls"] = cells_lost
@@ -108,16 +120,20 @@ def _plan_line(name: str, cells: pd.DataFrame, dataset: Dataset, exclusions: dic
             keep = ~lost
             pert_ids, counts, used = pert_ids[keep], counts[keep], used[keep]
             labels = labels[keep]
-        del orphans
     else:
         used = present
+        orphans = int((~(present & (control_counts > 0)[None, :]).any(axis=1)).sum())
+        if orphans:
+            notes.append(
+                f"{name}: {orphans} perturbations have cells only in batches without controls "
+                "(kept: the global control applies, as in the study)"
+            )
+    alias_columns = [c for c in cells.columns if c.startswith("alias_")]
+    aliases = perturbed.groupby("pert_id", sort=True)[alias_columns].first().reindex(pert_ids) if alias_columns else None
     line = LinePlan(name, pert_ids, labels.to_numpy(dtype=str), batches, counts, control_counts, used)
+    if aliases is not None:
+        line.aliases = {c.removeprefix("alias_"): aliases[c].astype(str).to_numpy() for c in alias_columns}
     if dataset.deg == "plate_vote":
-        compound_counts = (
-            cells[~cells["is_control"]].groupby(["compound", "batch"]).size()
-            if "compound" in cells
-            else None
-        )
         compound_of = perturbed.groupby("pert_id")["compound"].first()
         pairs = []
         for p, pert in enumerate(pert_ids):
@@ -161,11 +177,16 @@ def _codes(plan: Plan, cells: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
 
 @dataclass
 class Sums:
-    """Accumulated sums over the whole pass (float64)."""
+    """Accumulated sums over the whole pass (float64). ``control_*``: per control batch; ``deg_*``: per DEG group.
+
+    Responses use the ``library`` normalisation of the recipe, DEG moments its ``deg_library`` one (the study
+    normalises Sciplex3/Tahoe responses over all genes but tests DEGs on the coding panel).
+    """
 
     lfc: np.ndarray
     control_sum: np.ndarray
-    control_sq: np.ndarray
+    control_deg_sum: np.ndarray
+    control_deg_sq: np.ndarray
     deg_sum: np.ndarray
     deg_sq: np.ndarray
     deg_n: np.ndarray
@@ -174,31 +195,33 @@ class Sums:
 def accumulate(source: CellSource, plan: Plan, dataset: Dataset, progress=None) -> Sums:
     """One streaming pass: normalise each block of cells and add it into the group sums."""
     n_genes = len(source.gene_ids)
+    n_control, n_deg = plan.control_offsets[-1], plan.deg_offsets[-1]
     sums = Sums(
         lfc=np.zeros((plan.lfc_offsets[-1], n_genes)),
-        control_sum=np.zeros((plan.control_offsets[-1], n_genes)),
-        control_sq=np.zeros((plan.control_offsets[-1], n_genes)),
-        deg_sum=np.zeros((plan.deg_offsets[-1], n_genes)),
-        deg_sq=np.zeros((plan.deg_offsets[-1], n_genes)),
-        deg_n=np.zeros(plan.deg_offsets[-1]),
+        control_sum=np.zeros((n_control, n_genes)),
+        control_deg_sum=np.zeros((n_control, n_genes)),
+        control_deg_sq=np.zeros((n_control, n_genes)),
+        deg_sum=np.zeros((n_deg, n_genes)),
+        deg_sq=np.zeros((n_deg, n_genes)),
+        deg_n=np.zeros(n_deg),
     )
+    libraries = (dataset.library, dataset.deg_library)
     for file, codes in zip(source.files, plan.cell_codes):
-        for start, block in file.matrix.blocks():
-            check_counts(block, file.matrix.path, start)
-            rows = slice(start, start + block.shape[0])
-            x = log_normalise(block, file.panel_columns, dataset.library)
-            squares = x.multiply(x).tocsr()
-            code = codes.iloc[rows]
-            _add(sums.lfc, code["lfc"].to_numpy(), code["weight"].to_numpy(), x)
+        for start, n_rows, normalised in file.matrix.normalised_blocks(file.panel_columns, libraries):
+            code = codes.iloc[start : start + n_rows]
+            x, x_deg = normalised[dataset.library], normalised[dataset.deg_library]
+            squares = x_deg.multiply(x_deg).tocsr()
             control = code["control"].to_numpy()
-            _add(sums.control_sum, control, None, x)
-            _add(sums.control_sq, control, None, squares)
             deg = code["deg"].to_numpy()
-            _add(sums.deg_sum, deg, None, x)
+            _add(sums.lfc, code["lfc"].to_numpy(), code["weight"].to_numpy(), x)
+            _add(sums.control_sum, control, None, x)
+            _add(sums.control_deg_sum, control, None, x_deg)
+            _add(sums.control_deg_sq, control, None, squares)
+            _add(sums.deg_sum, deg, None, x_deg)
             _add(sums.deg_sq, deg, None, squares)
-            np.add.at(sums.deg_n, deg[deg >= 0], 1)
             if progress is not None:
-                progress(block.shape[0])
+                progress(n_rows)
+        np.add.at(sums.deg_n, codes["deg"].to_numpy()[codes["deg"].to_numpy() >= 0], 1)
     return sums
 
 

@@ -13,19 +13,22 @@ Standard per-cell columns of ``CellFile.cells``:
     is_control bool  a control cell (non-targeting guide, vehicle)
     compound   str   optional: the perturbation ignoring dose (plate DEG counts cells over all doses)
     keep       bool  False for cells the protocol leaves out (other doses, combinations…); counted in the manifest
+    counted    bool  optional: cells counted for the plate-DEG minimum (Tahoe/Sciplex3: all doses); default keep
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
-import pandas as pd
-
-from embhub.datasets.cells import CountMatrix
 from embhub.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from embhub.datasets.cells import CountMatrix, TripletMatrix
 
 CELL_COLUMNS = ("cell_line", "batch", "pert_id", "pert_label", "is_control")
 
@@ -34,7 +37,7 @@ CELL_COLUMNS = ("cell_line", "batch", "pert_id", "pert_label", "is_control")
 class CellFile:
     """One raw file: its count matrix, the standard per-cell table, and the panel's columns in the matrix."""
 
-    matrix: CountMatrix
+    matrix: CountMatrix | TripletMatrix
     cells: pd.DataFrame
     panel_columns: np.ndarray
 
@@ -79,9 +82,17 @@ class Dataset:
     deg: str = "pooled"
     deg_min_cells: int = 30
     library: str = "panel"
+    deg_library: str = "panel"
+    ceiling_library: str = "panel"
+    ceiling_control: str | None = None
     n_folds: int = 5
     fold_seed: int = 42
     ceiling_inner: int = 10
+
+    @property
+    def bootstrap_control(self) -> str:
+        """Control scheme of the ceiling (Norman: batch-matched responses but the Essential bootstrap)."""
+        return self.ceiling_control or self.control
 
     def read(self, raw: Sequence[Path], layer: str | None = None) -> CellSource:
         raise NotImplementedError
@@ -91,7 +102,9 @@ class Dataset:
             "control": self.control,
             "deg": self.deg,
             "deg_min_cells": self.deg_min_cells,
-            "library_size_over": self.library,
+            "library_size_over": {"responses": self.library, "deg": self.deg_library, "ceiling": self.ceiling_library},
+            "ceiling_control": self.bootstrap_control,
+            "ceiling_inner": self.ceiling_inner,
             "normalisation": "normalize_total(1e4) + log1p (natural log)",
             "n_folds": self.n_folds,
             "fold_rule": f"np.random.seed({self.fold_seed}) permutation of sorted perturbation ids, array_split into {self.n_folds}",

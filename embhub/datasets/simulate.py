@@ -3,9 +3,9 @@
 Mechanism: the knock-down of gene k lowers k itself and spreads over the real STRING human subgraph bundled
 with embhub (``demo_data/string_demo_edges.tsv.gz``) as a few steps of signed diffusion,
 
-    Δ_c(k) = −s_{k,c} · Σ_{t=0..T} α^t (S_c)^t e_k ,
+    Δ_c(k) = −s_{k,c} · ( κ e_k + ρ · u_c(k) / ‖u_c(k)‖ ),   u_c(k) = Σ_{t=1..T} α^{t−1} (S_c)^t e_k ,
 
-where ``S_c`` is the symmetric-normalised signed adjacency whose edge weights are the STRING scores times a
+(κ: on-target knock-down, ρ: size of the downstream response) where ``S_c`` is the symmetric-normalised signed adjacency whose edge weights are the STRING scores times a
 cell-line-specific log-normal factor (signs, one per edge, are shared by the cell lines) and ``s_{k,c}`` a
 knock-down efficiency. Genes close in the network therefore have similar responses, which is what network
 embeddings can learn. Counts are negative binomial around ``library × softmax(baseline + Δ + GEM-group
@@ -33,20 +33,21 @@ CELL_LINES = ("sim-K562", "sim-RPE1", "sim-HepG2", "sim-Jurkat")
 class ScreenSpec:
     """Size and mechanism of the simulated screen; every field is recorded in the manifest."""
 
-    cells: int = 36_000
-    perturbations: int = 300
+    cells: int = 30_000
+    perturbations: int = 200
     cell_lines: int = 2
-    gem_groups: int = 4
+    gem_groups: int = 6
     control_fraction: float = 0.1
     seed: int = 0
-    diffusion_steps: int = 3
-    diffusion_alpha: float = 0.7
+    diffusion_steps: int = 8
+    diffusion_alpha: float = 0.9
     knockdown_strength: float = 2.0
+    downstream_norm: float = 10.0
     edge_weight_sd: float = 0.5
-    negative_edge_fraction: float = 0.3
-    batch_effect_sd: float = 0.1
+    negative_edge_fraction: float = 0.0
+    batch_effect_sd: float = 0.03
     dispersion: float = 5.0
-    mean_library: float = 4000.0
+    mean_library: float = 6000.0
 
 
 def demo_network_path() -> Path:
@@ -77,12 +78,14 @@ def propagated_effects(edges: pd.DataFrame, genes: list[str], spec: ScreenSpec, 
         scale = sp.diags(1.0 / np.sqrt(np.maximum(degree, 1e-12)))
         signed = sp.coo_matrix((np.r_[weight * sign, weight * sign], (np.r_[a, b], np.r_[b, a])), shape=(n, n)).tocsr()
         step = scale @ signed @ scale
-        total = np.eye(n)
+        downstream = np.zeros((n, n))
         term = np.eye(n)
         for t in range(1, spec.diffusion_steps + 1):
-            term = spec.diffusion_alpha * (step @ term)
-            total = total + term
-        effects.append(-spec.knockdown_strength * total)
+            term = step @ term
+            downstream += spec.diffusion_alpha ** (t - 1) * term
+        np.fill_diagonal(downstream, 0.0)
+        downstream *= spec.downstream_norm / np.maximum(np.linalg.norm(downstream, axis=0, keepdims=True), 1e-12)
+        effects.append(-(spec.knockdown_strength * np.eye(n) + downstream))
     return effects
 
 

@@ -69,18 +69,30 @@ class ScaledPCA:
         return z @ self.basis
 
 
-def _top_subspace(z: np.ndarray, q: int) -> np.ndarray:
+SMALL_EIGH = 512
+"""Below this size LAPACK's full divide-and-conquer solver beats the subset (MRRR) one."""
+
+
+def _top_eigenvectors(symmetric: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Largest q eigenvalues and eigenvectors of a symmetric matrix, largest first."""
     from scipy.linalg import eigh
 
+    m = symmetric.shape[0]
+    if m <= SMALL_EIGH:
+        values, vectors = eigh(symmetric, driver="evd")
+        values, vectors = values[m - q :], vectors[:, m - q :]
+    else:
+        values, vectors = eigh(symmetric, subset_by_index=[m - q, m - 1], driver="evr")
+    return values[::-1], vectors[:, ::-1]
+
+
+def _top_subspace(z: np.ndarray, q: int) -> np.ndarray:
     n, d = z.shape
     if d <= n:
-        scatter = z.T @ z
-        _, vectors = eigh(scatter, subset_by_index=[d - q, d - 1], driver="evr")
-        return vectors[:, ::-1]
-    gram = z @ z.T
-    values, vectors = eigh(gram, subset_by_index=[n - q, n - 1], driver="evr")
-    values = np.clip(values[::-1], np.finfo(np.float64).tiny, None)
-    basis = (z.T @ vectors[:, ::-1]) / np.sqrt(values)
+        return _top_eigenvectors(z.T @ z, q)[1]
+    values, vectors = _top_eigenvectors(z @ z.T, q)
+    values = np.clip(values, np.finfo(np.float64).tiny, None)
+    basis = (z.T @ vectors) / np.sqrt(values)
     return basis
 
 

@@ -4,7 +4,8 @@ Each source is z-scored with statistics of the training perturbations that have 
 store enter on the same per-dimension scale), a missing source becomes zeros after standardisation (its
 training mean), and the blocks are concatenated. The concatenation then goes through the study's kNN pipeline
 (StandardScaler → PCA(100) → uniform kNN, k from the protocol grid by inner KFold(5, shuffle, seed 42) on
-−mean L2, refit on all training perturbations; benchmark-protocol.md §5), per cell line and fold. Perturbations
+−mean L2, refit on all training perturbations; benchmark-protocol.md §5) of :mod:`embhub.evaluate.knn`, per
+cell line and fold. Perturbations
 that no store covers are left out of training and predicted by the cell line's training mean, as the
 protocol does for a single store.
 """
@@ -36,39 +37,14 @@ def concatenated_sources(data: FusionData, train_perts: np.ndarray) -> np.ndarra
 
 
 def protocol_knn(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, settings: ProtocolSettings) -> tuple[np.ndarray, dict[str, Any]]:
-    """Predictions ``(n_test, G)`` of the protocol kNN and the chosen parameters.
+    """Predictions ``(n_test, G)`` of ``embhub evaluate``'s protocol kNN and the chosen parameters."""
+    from embhub.evaluate.knn import CVProjections, knn_cv_predict
 
-    PCA keeps ``min(pca_components, dim, smallest inner training set)`` components and the k grid is cut to
-    k ≤ the smallest inner training set (both only bite on small data; the chosen values are returned).
-    """
-    from sklearn.decomposition import PCA
-    from sklearn.metrics import make_scorer
-    from sklearn.model_selection import GridSearchCV, KFold
-    from sklearn.neighbors import KNeighborsRegressor
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    inner_train = len(train_x) - -(-len(train_x) // settings.inner_folds)
-    components = int(min(settings.pca_components, train_x.shape[1], inner_train))
-    grid = [k for k in settings.k_grid if k <= inner_train] or [max(1, inner_train)]
-    pipeline = Pipeline([
-        ("scaler", StandardScaler()),
-        ("pca", PCA(n_components=components, random_state=settings.inner_seed)),
-        ("knn", KNeighborsRegressor()),
-    ])
-    search = GridSearchCV(
-        pipeline,
-        {"knn__n_neighbors": grid},
-        cv=KFold(settings.inner_folds, shuffle=True, random_state=settings.inner_seed),
-        scoring=make_scorer(_negative_mean_l2),
-    )
-    search.fit(train_x, train_y)
-    params = {"k": int(search.best_params_["knn__n_neighbors"]), "pca_components": components, "k_grid": grid}
-    return search.predict(test_x).astype(np.float32), params
-
-
-def _negative_mean_l2(y: np.ndarray, y_hat: np.ndarray) -> float:
-    return -float(np.linalg.norm(np.asarray(y) - np.asarray(y_hat), axis=1).mean())
+    projections = CVProjections.fit(train_x, test_x, settings.pca_components, settings.inner_folds, settings.inner_seed)
+    y = np.asarray(train_y, dtype=np.float64)
+    fit = knn_cv_predict(projections, y @ y.T, np.arange(len(y)), y, settings.k_grid)
+    params = {"k": fit.k, "pca_components": projections.n_components, "cv_l2": fit.cv_l2}
+    return fit.predictions.astype(np.float32), params
 
 
 def concat_knn_predictions(data: FusionData, fold: int, settings: ProtocolSettings) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]]:

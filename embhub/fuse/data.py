@@ -6,7 +6,8 @@ source is kept once per *unique* perturbation ``(n_perts, dim)`` and rows point 
 four Essential cell lines this stores each vector once instead of four times.
 
 A source that lacks a perturbation contributes a zero vector and ``present = False``; the model masks it out of
-attention (§7.2). A row that no source covers cannot be fed to the model: it is left out of training and, at
+attention (§7.2). Stores are aligned to the dataset exactly as ``embhub evaluate`` does (same key
+harmonisation and checks), so coverage matches its kNN rows. A row that no source covers cannot be fed to the model: it is left out of training and, at
 test time, predicted by its cell line's training mean, like the kNN protocol's fallback; the counts are kept.
 """
 
@@ -19,7 +20,8 @@ from typing import Sequence
 import numpy as np
 
 from embhub.datasets.prepared import PreparedDataset
-from embhub.errors import InputError, StoreError
+from embhub.errors import InputError
+from embhub.evaluate.coverage import align_store, resolve_store_paths
 from embhub.evaluate.results import manifest_id
 from embhub.paths import default_store_dir
 from embhub.store import EmbeddingStore
@@ -94,17 +96,8 @@ class FusionData:
 
 
 def resolve_store_path(name_or_path: str | Path) -> Path:
-    """A store given by path, or by model name when ``$EMBHUB_HOME/stores/<name>/`` holds exactly one store."""
-    path = Path(name_or_path)
-    if path.exists():
-        return path
-    folder = default_store_dir() / str(name_or_path)
-    candidates = sorted(folder.glob("*.zarr")) if folder.is_dir() else []
-    if len(candidates) == 1:
-        return candidates[0]
-    if len(candidates) > 1:
-        raise InputError(f"model '{name_or_path}' has {len(candidates)} stores under {folder}; pass one store path")
-    raise InputError(f"no store '{name_or_path}': give a store path or a model name extracted into {default_store_dir()}")
+    """A store given by path, or by model name (the newest complete store of that model), as ``evaluate``."""
+    return resolve_store_paths([str(name_or_path)], default_store_dir())[0]
 
 
 def load_fusion_data(
@@ -116,12 +109,6 @@ def load_fusion_data(
     """Stack the rows of ``cell_lines`` (default: all) and look every perturbation up in every store."""
     if not stores:
         raise InputError("fusion needs at least one embedding store (--stores)")
-    for store in stores:
-        if store.entity != dataset.entity or store.key_namespace != dataset.key_namespace:
-            raise StoreError(
-                f"store {store.path} holds {store.entity} keys ({store.key_namespace}) but dataset "
-                f"'{dataset.name}' has {dataset.entity} keys ({dataset.key_namespace}); use a matching store"
-            )
     lines = list(cell_lines) if cell_lines else dataset.cell_lines
     blocks = [dataset.cell_line(name) for name in lines]
     if task == "deg" and not all(block.has_deg for block in blocks):
@@ -130,13 +117,16 @@ def load_fusion_data(
     row_ids = np.concatenate([block.pert_ids for block in blocks])
     pert_ids, row_pert = np.unique(row_ids, return_inverse=True)
     sources, present, info = [], [], []
-    for name, store in zip(_unique_names(stores), stores):
-        found, vectors = store.lookup(list(pert_ids))
-        matrix = np.zeros((len(pert_ids), store.dim), dtype=np.float32)
-        matrix[found] = vectors
+    for store in stores:
+        aligned = align_store(store, dataset, list(pert_ids))
+        found = np.array([pid in aligned.vectors for pid in pert_ids], dtype=bool)
+        matrix = np.zeros((len(pert_ids), aligned.dim), dtype=np.float32)
+        if found.any():
+            matrix[found] = np.stack([aligned.vectors[pid] for pid in pert_ids[found]])
         sources.append(matrix)
         present.append(found)
-        info.append(SourceInfo(name, str(store.path), manifest_id(store.manifest), store.dim, int(found.sum())))
+        info.append(SourceInfo(aligned.name, aligned.path, aligned.store_id, aligned.dim, int(found.sum())))
+    _disambiguate(info)
     lfc = np.concatenate([block.lfc for block in blocks])
     deg = deg_mask = None
     if task == "deg":
@@ -160,8 +150,9 @@ def load_fusion_data(
     )
 
 
-def _unique_names(stores: Sequence[EmbeddingStore]) -> list[str]:
-    names = [store.name for store in stores]
-    return [
-        f"{name} ({Path(store.path).stem})" if names.count(name) > 1 else name for name, store in zip(names, stores)
-    ]
+def _disambiguate(info: list[SourceInfo]) -> None:
+    """Two stores of one model get ``name@<store id>`` (as ``embhub evaluate`` names them)."""
+    names = [i.name for i in info]
+    for item in info:
+        if names.count(item.name) > 1:
+            item.name = f"{item.name}@{item.store_id[:8]}"

@@ -89,6 +89,7 @@ def run_fusion(
     attention_layers: str = "last",
     settings: ProtocolSettings | None = None,
     progress: Any = None,
+    cpu_threads: int | None = None,
 ) -> FusionRun:
     """Fusion over ``folds`` (default: all). ``trials`` > 0 searches hyperparameters per fold around ``config``."""
     from embhub.fuse.train import cls_attention, train_fusion
@@ -113,7 +114,7 @@ def run_fusion(
     loso: list[dict[str, Any]] = []
     fold_records: list[dict[str, Any]] = []
     studies: dict[int, dict[str, Any]] = {}
-    train_options = dict(seed=seed, device=device, precision=precision, progress=progress)
+    train_options = dict(seed=seed, device=device, precision=precision, progress=progress, cpu_threads=cpu_threads)
 
     for fold in chosen_folds:
         rows = fold_rows(data, fold, task)

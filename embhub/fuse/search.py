@@ -71,6 +71,7 @@ def search_fusion(
     precision: str = "auto",
     progress: ProgressCallback | None = None,
     label: str = "",
+    cpu_threads: int | None = None,
 ) -> SearchOutcome:
     """Run ``trials`` seeded TPE trials on the validation rows; return the best trial's model and the study."""
     import optuna
@@ -93,7 +94,7 @@ def search_fusion(
 
         trained = train_fusion(
             data, fit_rows, validation_rows, config, task, seed=seed, device=device, precision=precision,
-            progress=progress, epoch_hook=report, label=f"{label} trial {trial.number + 1}/{trials}".strip(),
+            progress=progress, epoch_hook=report, cpu_threads=cpu_threads, label=f"{label} trial {trial.number + 1}/{trials}".strip(),
         )
         trial.set_user_attr("best_epoch", trained.best_epoch)
         trial.set_user_attr("epochs_run", len(trained.history))

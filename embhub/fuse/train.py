@@ -58,19 +58,37 @@ class TrainedFusion:
     best_validation_loss: float
     seconds_per_epoch: float
     history: list[dict[str, float]] = field(default_factory=list)
+    cpu_threads: int | None = None
 
 
 @contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Seed torch and switch on deterministic algorithms for the duration, restoring the previous setting."""
+def seeded(seed: int, cpu_threads: int | None = None) -> Iterator[None]:
+    """Seed torch, switch on deterministic algorithms and optionally set the CPU thread count for the duration.
+
+    Small models train far faster on one thread when the CPU is shared (OpenMP threads spin waiting for
+    each other); results are reproducible for a given thread count. Previous settings are restored.
+    """
     previous = torch.are_deterministic_algorithms_enabled()
     previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        yield
+        with thread_count(cpu_threads):
+            yield
     finally:
         torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+
+
+@contextlib.contextmanager
+def thread_count(cpu_threads: int | None) -> Iterator[None]:
+    """Use ``cpu_threads`` torch CPU threads for the duration (None: leave torch's setting)."""
+    previous = torch.get_num_threads()
+    if cpu_threads:
+        torch.set_num_threads(cpu_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class DeviceData:
@@ -149,6 +167,7 @@ def train_fusion(
     progress: ProgressCallback | None = None,
     epoch_hook: EpochHook | None = None,
     label: str = "",
+    cpu_threads: int | None = None,
 ) -> TrainedFusion:
     """Fit on ``fit_rows``, stop early on ``validation_rows``; the returned model holds the best epoch's weights.
 
@@ -158,7 +177,7 @@ def train_fusion(
     dtype = pick_dtype(torch_device, precision)
     mixed = dtype != torch.float32
     n_outputs = data.lfc.shape[1] * (1 if task == "lfc" else DEG_CLASSES)
-    with seeded(seed):
+    with seeded(seed, cpu_threads if torch_device.type == "cpu" else None):
         model = FusionModel([m.shape[1] for m in data.sources], len(data.cell_lines), n_outputs, config)
         means, scales = input_statistics(data, fit_rows)
         if config.input_norm == "zscore":
@@ -197,7 +216,7 @@ def train_fusion(
                 scaler.step(optimizer)
                 scaler.update()
                 warmup.step()
-                total += float(loss) * len(rows)
+                total += float(loss.detach()) * len(rows)
                 seen += len(rows)
             validation_loss = _evaluate_loss(model, tensors, validation, task, weights, dtype)
             if validation_loss < best[0]:
@@ -223,6 +242,7 @@ def train_fusion(
         best_validation_loss=best[0],
         seconds_per_epoch=elapsed / len(history),
         history=history,
+        cpu_threads=cpu_threads,
     )
 
 
@@ -261,16 +281,18 @@ def _forward(trained: TrainedFusion, data: FusionData, rows: np.ndarray, attenti
     model.eval()
     tensors = DeviceData(data, trained.device, trained.task)
     index = torch.as_tensor(np.asarray(rows), dtype=torch.long, device=trained.device)
+    mixed = trained.dtype != torch.float32
     chunks = []
-    for chunk in index.split(PREDICT_BATCH):
-        sources, present, line, _ = tensors.batch(chunk)
-        with torch.autocast(trained.device.type, dtype=trained.dtype, enabled=trained.dtype != torch.float32):
-            if not attention:
-                chunks.append(model(sources, present, line).float().cpu())
-                continue
-            _, weights = model(sources, present, line, return_attention=True)
-        chosen = weights[-1:] if layers == "last" else weights
-        chunks.append(torch.stack([w[:, :, 0, :].float().mean(1) for w in chosen]).mean(0).cpu())
+    with thread_count(trained.cpu_threads if trained.device.type == "cpu" else None):
+        for chunk in index.split(PREDICT_BATCH):
+            sources, present, line, _ = tensors.batch(chunk)
+            with torch.autocast(trained.device.type, dtype=trained.dtype, enabled=mixed):
+                if not attention:
+                    chunks.append(model(sources, present, line).float().cpu())
+                    continue
+                _, weights = model(sources, present, line, return_attention=True)
+            chosen = weights[-1:] if layers == "last" else weights
+            chunks.append(torch.stack([w[:, :, 0, :].float().mean(1) for w in chosen]).mean(0).cpu())
     if not chunks:
         width = model.n_outputs if not attention else len(data.sources) + 1 + (model.config.cell_line == "token")
         return np.zeros((0, width), np.float32)

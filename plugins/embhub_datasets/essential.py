@@ -11,11 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-import pandas as pd
-
-from embhub.datasets.cells import CountMatrix, read_obs_var
-from embhub.datasets.recipe import CellFile, CellSource, Dataset, require_columns
+from embhub.datasets.recipe import Dataset
 from embhub.errors import InputError
 
 OBS_COLUMNS = ("gene", "gene_id", "gem_group", "cell_line", "is_control")
@@ -23,6 +19,8 @@ OBS_COLUMNS = ("gene", "gene_id", "gem_group", "cell_line", "is_control")
 
 def gene_panel(var: pd.DataFrame, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Ensembl ids and symbols of a var table indexed by Ensembl id (``gene_name``) or by symbol (``gene_id``)."""
+    import numpy as np
+
     index = var.index.astype(str).to_numpy()
     if len(index) and all(i.startswith("ENSG") for i in index[:50]):
         symbols = var["gene_name"].astype(str).to_numpy() if "gene_name" in var else index
@@ -56,6 +54,12 @@ class Essential(Dataset):
     library = "panel"
 
     def read(self, raw: Sequence[Path], layer: str | None = None) -> CellSource:
+        import numpy as np
+        import pandas as pd
+
+        from embhub.datasets.cells import CountMatrix, read_obs_var
+        from embhub.datasets.recipe import CellFile, CellSource, require_columns
+
         tables = []
         for path in raw:
             obs, var = read_obs_var(path)

@@ -60,16 +60,22 @@ class SmilesTransformer(Provider):
         precision: Literal["auto", "fp32", "fp16", "bf16"] = field(
             default="auto", metadata={"help": "auto: bf16/fp16 on GPU, fp32 on CPU"}
         )
+        workers: int = field(
+            default=0, metadata={"help": "processes for rdkit canonicalisation/InChIKeys (0: none); keeps a GPU fed"}
+        )
 
         def __post_init__(self):
             if self.forward_batch_size < 1:
                 raise ValueError(f"forward_batch_size must be ≥ 1, got {self.forward_batch_size}")
+            if self.workers < 0:
+                raise ValueError(f"workers must be ≥ 0, got {self.workers}")
 
     def __init__(self, parameters: Any = None):
         super().__init__(parameters)
         self._loaded: dict[str, Any] | None = None
         self._unknown_tokens = 0
         self._directory: Path | None = None
+        self._pool = None
 
     @property
     def dim(self) -> int | None:
@@ -83,8 +89,10 @@ class SmilesTransformer(Provider):
         return self._directory
 
     def checkpoint_files(self) -> list[Path]:
+        """Loads the model first, so a bad checkpoint or parameter fails before a store is created."""
         from .checkpoint import checkpoint_files
 
+        self.load()
         files = checkpoint_files(self.directory())
         vocab = self.parameters.vocab_file
         if vocab and Path(vocab).expanduser().is_file():
@@ -121,19 +129,24 @@ class SmilesTransformer(Provider):
         return self._loaded
 
     def embed(self, items: Sequence[Item]) -> Embedded:
-        from embhub.identity.drugs import InvalidMolecule, parse_smiles
-
         from .encoder import PoolingChoice, encode_batches
+        from .molecules import identify_all, worker_pool
         from .smiles_tokenizer import UntokenizableSmiles
 
         loaded = self.load()
+        p = self.parameters
+        if self._pool is None and p.workers:
+            self._pool = worker_pool(p.workers)
         tokenizer, limit = loaded["tokenizer"], loaded["limit"]
         ids, keys, smiles, encodings, failures = [], [], [], [], []
-        for item in items:
+        for item, identified in zip(items, identify_all([item.value for item in items], self._pool, p.workers)):
+            if isinstance(identified, str):
+                failures.append(Failure(item.input_id, identified))
+                continue
+            canonical, inchikey = identified
             try:
-                molecule = parse_smiles(item.value)
-                encoding = tokenizer.encode(molecule.canonical_smiles)
-            except (InvalidMolecule, UntokenizableSmiles) as exc:
+                encoding = tokenizer.encode(canonical)
+            except UntokenizableSmiles as exc:
                 failures.append(Failure(item.input_id, str(exc)))
                 continue
             if len(encoding.input_ids) > limit:
@@ -146,14 +159,13 @@ class SmilesTransformer(Provider):
                 continue
             self._unknown_tokens += encoding.unknown
             ids.append(item.input_id)
-            keys.append(molecule.inchikey)
-            smiles.append(molecule.canonical_smiles)
+            keys.append(inchikey)
+            smiles.append(canonical)
             encodings.append(encoding)
-        p = self.parameters
         vectors = encode_batches(
             loaded["model"], encodings, tokenizer.pad_id, PoolingChoice(p.pooling, p.layer), loaded["device"], p.forward_batch_size
         )
-        return Embedded(ids, keys, vectors, failures, labels={"canonical_smiles": smiles})
+        return Embedded(ids, keys, vectors, failures, labels={"canonical_smiles": smiles, "name": list(ids)})
 
     def provenance(self) -> dict[str, Any]:
         from embhub.identity.drugs import rdkit_version

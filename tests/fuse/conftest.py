@@ -78,3 +78,27 @@ def simulate_screen(root: Path, seed: int = 7, n_perts: int = N_PERTS) -> Simula
 @pytest.fixture(scope="session")
 def screen(tmp_path_factory) -> SimulatedScreen:
     return simulate_screen(tmp_path_factory.mktemp("fuse-sim"))
+
+
+def small_config(**changes) -> "FusionConfig":
+    """A model small enough for the CPU in a test, converging on the simulated screen in ~20 epochs."""
+    from embhub.fuse.config import FusionConfig
+
+    base = dict(d_model=32, n_heads=2, n_layers=2, max_epochs=20, patience=10, lr=5e-3, batch_size=64,
+                input_dropout=0.0, warmup_epochs=2)
+    return FusionConfig(**{**base, **changes})
+
+
+@pytest.fixture(scope="session")
+def screen_data(screen):
+    from embhub.fuse.data import load_fusion_data
+
+    return load_fusion_data(screen.dataset, list(screen.stores.values()))
+
+
+@pytest.fixture(scope="session")
+def fused(screen_data):
+    """Fusion on all five folds of the simulated screen (fixed seed, no search), with the concat-kNN rows."""
+    from embhub.fuse.run import run_fusion
+
+    return run_fusion(screen_data, trials=0, config=small_config(), cpu_threads=1)

@@ -7,6 +7,7 @@ longest-match over ``vocab.txt`` tokenises (an algorithm independent of the plug
 
 import hashlib
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from embhub_smiles_transformer import SmilesTransformer
 from embhub_smiles_transformer.smiles_tokenizer import UntokenizableSmiles, split_smiles
 from tests.support.cli import assert_one_line_error, run_cli
 
-pytestmark = pytest.mark.skipif(
+needs_rxnfp = pytest.mark.skipif(
     importlib.util.find_spec("rxnfp") is None, reason="needs rxnfp's weights: pip install --no-deps rxnfp==0.1.0"
 )
 
@@ -83,6 +84,7 @@ def write_registry(tmp_path, **parameters):
     return path
 
 
+@needs_rxnfp
 def test_store_equals_direct_forward_and_bad_smiles_are_recorded(tmp_path, bert):
     table = tmp_path / "drugs.csv"
     rows = list(DRUGS.items()) + [("broken", "C1CC(")]
@@ -99,6 +101,7 @@ def test_store_equals_direct_forward_and_bad_smiles_are_recorded(tmp_path, bert)
         np.testing.assert_allclose(store.vectors()[row], bert(DRUGS[name], "mean", -1), atol=2e-5)
         assert store.ids[row] == Chem.MolToInchiKey(Chem.MolFromSmiles(DRUGS[name]))
         assert store.labels("canonical_smiles")[row] == Chem.MolToSmiles(Chem.MolFromSmiles(DRUGS[name]))
+        assert store.labels("name")[row] == name
     provenance = store.manifest["provenance"]
     assert provenance["unknown_tokens"] == 0 and provenance["tokenizer"] == "RegexSmilesTokenizer"
     assert "MolToSmiles" in provenance["smiles_canonicalisation"]
@@ -108,24 +111,26 @@ def test_store_equals_direct_forward_and_bad_smiles_are_recorded(tmp_path, bert)
     assert set(files) == {"config.json", "vocab.txt", "pytorch_model.bin"}
 
 
-@pytest.mark.parametrize("pooling,layer", [("cls", -1), ("mean", 4), ("cls", 0)])
-def test_pooling_and_layer_choice(bert, pooling, layer):
-    provider = SmilesTransformer(
-        SmilesTransformer.Parameters(
-            checkpoint=CHECKPOINT, architecture="bert", tokenizer="smiles-regex", pooling=pooling, layer=layer,
-            forward_batch_size=3,
-        )
+@pytest.fixture(scope="module")
+def provider():
+    return SmilesTransformer(
+        SmilesTransformer.Parameters(checkpoint=CHECKPOINT, architecture="bert", tokenizer="smiles-regex")
     )
+
+
+@needs_rxnfp
+@pytest.mark.parametrize("pooling,layer", [("cls", -1), ("mean", 4), ("cls", 0)])
+def test_pooling_and_layer_choice(bert, provider, pooling, layer):
+    provider.parameters = replace(provider.parameters, pooling=pooling, layer=layer, forward_batch_size=3)
     result = provider.embed([Item(k, v) for k, v in DRUGS.items()])
     assert result.input_ids == list(DRUGS) and not result.failures
     for row, name in enumerate(result.input_ids):
         np.testing.assert_allclose(result.vectors[row], bert(DRUGS[name], pooling, layer), atol=2e-5)
 
 
-def test_canonical_and_other_spellings_give_one_vector():
-    provider = SmilesTransformer(
-        SmilesTransformer.Parameters(checkpoint=CHECKPOINT, architecture="bert", tokenizer="smiles-regex")
-    )
+@needs_rxnfp
+def test_canonical_and_other_spellings_give_one_vector(provider):
+    provider.parameters = replace(provider.parameters, pooling="mean", layer=-1)
     spellings = ["CC(=O)Oc1ccccc1C(=O)O", "OC(=O)c1ccccc1OC(C)=O", "c1cccc(OC(C)=O)c1C(O)=O"]
     result = provider.embed([Item(f"s{i}", s) for i, s in enumerate(spellings)] + [Item("other", DRUGS["vorinostat"])])
     assert len(set(result.keys[:3])) == 1
@@ -141,14 +146,40 @@ def test_regex_split_follows_smiles_grammar():
         split_smiles("CxC")
 
 
+@needs_rxnfp
 def test_configuration_mistakes_are_one_line_errors(tmp_path):
     table = tmp_path / "drugs.csv"
     table.write_text("id,smiles\naspirin,CC(=O)Oc1ccccc1C(=O)O\n")
     no_type = tmp_path / "auto.yaml"
     no_type.write_text(f"models:\n  rx:\n    provider: smiles-transformer\n    checkpoint: {CHECKPOINT}\n")
     assert_one_line_error(run_cli("extract", "-m", "rx", "-i", table, "--registry", no_type), "no model_type", "architecture: bert")
+    assert not list(tmp_path.glob("*.zarr")), "a checkpoint mistake must fail before a store is created"
     deep = write_registry(tmp_path, layer=13)
-    assert_one_line_error(run_cli("extract", "-m", "rx", "-i", table, "--registry", deep), "layer 13 does not exist", "0..12")
+    assert_one_line_error(run_cli("extract", "-m", "rx", "-i", table, "--registry", deep, "-o", tmp_path / "b.zarr"), "layer 13 does not exist", "0..12")
     absent = tmp_path / "absent.yaml"
     absent.write_text("models:\n  rx:\n    provider: smiles-transformer\n    checkpoint: python-package:no_such_pkg_xyz/models\n")
-    assert_one_line_error(run_cli("extract", "-m", "rx", "-i", table, "--registry", absent), "no_such_pkg_xyz", "not installed")
+    assert_one_line_error(run_cli("extract", "-m", "rx", "-i", table, "--registry", absent, "-o", tmp_path / "c.zarr"), "no_such_pkg_xyz", "not installed")
+    hub = tmp_path / "hub.yaml"
+    hub.write_text("models:\n  rx:\n    provider: smiles-transformer\n    checkpoint: nobody/not-a-model-xyz\n")
+    assert_one_line_error(
+        run_cli("extract", "-m", "rx", "-i", table, "--registry", hub, "-o", tmp_path / "d.zarr"),
+        "checkpoint 'nobody/not-a-model-xyz' could not be fetched from the Hugging Face Hub",
+    )
+    local = tmp_path / "local.yaml"
+    local.write_text("models:\n  rx:\n    provider: smiles-transformer\n    checkpoint: ./no/such/dir\n")
+    assert_one_line_error(
+        run_cli("extract", "-m", "rx", "-i", table, "--registry", local, "-o", tmp_path / "e.zarr"), "not a directory here"
+    )
+
+
+def test_worker_processes_give_the_same_identities_as_in_process():
+    from embhub_smiles_transformer.molecules import identify_all, worker_pool
+
+    values = [*DRUGS.values(), "C1CC(", "OC(=O)c1ccccc1OC(C)=O"] * 3
+    pool = worker_pool(2)
+    try:
+        assert identify_all(values, pool, 2) == identify_all(values, None, 0)
+    finally:
+        pool.shutdown()
+    assert identify_all(["C1CC("], None, 0) == ["invalid SMILES 'C1CC(' (rdkit cannot parse it)"]
+    assert identify_all(["OC(=O)c1ccccc1OC(C)=O"], None, 0) == [("CC(=O)Oc1ccccc1C(=O)O", "BSYNRYMUTXBXSQ-UHFFFAOYSA-N")]

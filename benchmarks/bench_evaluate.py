@@ -1,0 +1,125 @@
+"""Speed of ``embhub evaluate``'s kNN protocol against the study's scikit-learn implementation.
+
+Synthetic Essential-sized data (default: 2,050 perturbations × 6,640 genes, 5 folds) and random stores.
+For one store × (cell line, fold) it times
+
+- embhub: scaler/PCA per inner split, one sorted neighbour search per split, every k from the response
+  Gram matrix, refit, test metrics (the fold's shared Gram and ranks reported separately: they are
+  computed once per (cell line, fold) for all stores);
+- the baseline: ``GridSearchCV(Pipeline([StandardScaler(), PCA(100, svd_solver="full"), KNeighborsRegressor()]),
+  k ∈ {20..100}, KFold(5, shuffle=True, random_state=42), scoring −mean L2)`` plus the same metrics,
+
+checks that both select the same k and give the same predictions (max |Δ|), prints the ratio, and the
+time of the study's Essential kNN sweep shape (33 stores × 4 cell lines × 5 folds): measured on one
+(cell line, fold) with all 33 stores and multiplied by 20, or run in full with ``--full-sweep``.
+
+Run on 2 cores:  ``OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 taskset -c 0,1 python benchmarks/bench_evaluate.py``
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+
+from embhub.evaluate.folds import FoldData
+from embhub.evaluate.knn import CVProjections, knn_cv_predict
+from embhub.evaluate.metrics import lfc_metrics
+from embhub.evaluate.protocol import K_GRID
+
+
+def synthetic(n_perts: int, n_genes: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n_perts, 16))
+    lfc = (np.tanh(latent @ rng.normal(size=(16, n_genes)) * 0.3) * 0.1 + rng.normal(scale=0.05, size=(n_perts, n_genes))).astype(np.float32)
+    folds = rng.permutation(np.arange(n_perts) % 5)
+    return latent, lfc, folds
+
+
+def store_vectors(latent: np.ndarray, dim: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (latent @ rng.normal(size=(latent.shape[1], dim)) + rng.normal(scale=2.0, size=(len(latent), dim))).astype(np.float32)
+
+
+def embhub_store_fold(fold: FoldData, x: np.ndarray, folds: np.ndarray, k_grid=K_GRID):
+    test = folds == fold.fold
+    projections = CVProjections.fit(x[~test], x[test], 100, 5, 42)
+    fit = knn_cv_predict(projections, fold.response_gram, np.arange(len(fold.train_ids)), fold.y_train, k_grid)
+    return fit, lfc_metrics(fold.y_test, fit.predictions, fold.test_ranks)
+
+
+def sklearn_store_fold(fold: FoldData, x: np.ndarray, folds: np.ndarray, k_grid=K_GRID):
+    from sklearn.decomposition import PCA
+    from sklearn.metrics import make_scorer
+    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.neighbors import KNeighborsRegressor
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def neg_l2(y, y_hat):
+        return -np.mean(np.linalg.norm(y - y_hat, axis=1))
+
+    test = folds == fold.fold
+    pipeline = Pipeline([("scaler", StandardScaler()), ("pca", PCA(100, svd_solver="full")), ("knn", KNeighborsRegressor())])
+    search = GridSearchCV(pipeline, {"knn__n_neighbors": list(k_grid)}, cv=KFold(5, shuffle=True, random_state=42),
+                          scoring=make_scorer(neg_l2))
+    search.fit(x[~test].astype(np.float64), fold.y_train)
+    predictions = search.predict(x[test].astype(np.float64))
+    return search.best_params_["knn__n_neighbors"], predictions, lfc_metrics(fold.y_test, predictions)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--perts", type=int, default=2050)
+    parser.add_argument("--genes", type=int, default=6640)
+    parser.add_argument("--dims", type=int, nargs="+", default=[512, 1536])
+    parser.add_argument("--stores", type=int, default=33)
+    parser.add_argument("--sweep-dim", type=int, default=512, help="dimension of the 33 sweep stores")
+    parser.add_argument("--full-sweep", action="store_true", help="run all 4 × 5 (cell line, fold) units instead of projecting")
+    parser.add_argument("--skip-sklearn", action="store_true")
+    args = parser.parse_args()
+
+    print(f"machine: {platform.processor() or platform.machine()}, data {args.perts} perturbations × {args.genes} genes")
+    latent, lfc, folds = synthetic(args.perts, args.genes)
+    pert_ids = np.array([f"P{i}" for i in range(args.perts)])
+    start = time.perf_counter()
+    fold = FoldData.from_arrays("K-562", 0, pert_ids, folds, lfc)
+    _ = fold.response_gram, fold.test_ranks
+    shared = time.perf_counter() - start
+    print(f"shared per (cell line, fold): response Gram + test ranks {shared:.3f} s (once for all stores)")
+    for dim in args.dims:
+        x = store_vectors(latent, dim, dim)
+        embhub_store_fold(fold, x, folds)
+        start = time.perf_counter()
+        fit, ours = embhub_store_fold(fold, x, folds)
+        ours_time = time.perf_counter() - start
+        line = f"d={dim:5d}: embhub {ours_time:.3f} s per store × fold (k={fit.k}, L2 {ours['L2']:.6f})"
+        if not args.skip_sklearn:
+            start = time.perf_counter()
+            k, predictions, theirs = sklearn_store_fold(fold, x, folds)
+            sklearn_time = time.perf_counter() - start
+            difference = float(np.abs(predictions - fit.predictions).max())
+            same = k == fit.k and all(abs(ours[m] - theirs[m]) < 1e-6 for m in ours)
+            line += (f" | sklearn GridSearchCV {sklearn_time:.2f} s (k={k}) | ratio {sklearn_time / ours_time:.1f}x"
+                     f" | identical numbers: {same} (max |Δ prediction| {difference:.1e})")
+        print(line, flush=True)
+
+    xs = [store_vectors(latent, args.sweep_dim, 1000 + i) for i in range(args.stores)]
+    units = [(c, f) for c in range(4) for f in range(5)] if args.full_sweep else [(0, 0)]
+    start = time.perf_counter()
+    for cell, f in units:
+        unit = FoldData.from_arrays(f"line{cell}", f, pert_ids, folds, lfc)
+        for x in xs:
+            embhub_store_fold(unit, x, folds)
+    elapsed = time.perf_counter() - start
+    if args.full_sweep:
+        print(f"Essential kNN sweep shape ({args.stores} stores × 4 cell lines × 5 folds, d={args.sweep_dim}): {elapsed:.1f} s")
+    else:
+        print(f"Essential kNN sweep shape ({args.stores} stores × 4 cell lines × 5 folds, d={args.sweep_dim}): "
+              f"{elapsed * 20:.1f} s projected from one (cell line, fold) measured in {elapsed:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Matching an embedding store to a dataset's perturbations, and saying how much of it is covered.
+
+A store is refused (one-line :class:`~embhub.errors.StoreError`) when its entity differs from the
+dataset's, when its keys cannot be matched to the dataset's id namespace, when its ids repeat, when a
+vector the evaluation needs holds NaN or inf, or when it covers none of the dataset's perturbations.
+Gene keys in another namespace (symbols, Entrez…) are mapped to Ensembl ids through the gene identity
+layer; the number mapped and the ids it could not map are reported, never dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from embhub.errors import StoreError
+from embhub.evaluate.results import manifest_id
+
+ENSEMBL = "ensembl_gene_id"
+
+
+@dataclass
+class AlignedStore:
+    """A store's vectors for the dataset perturbations it covers, keyed by the dataset's perturbation ids."""
+
+    name: str
+    path: str
+    store_id: str
+    dim: int
+    key_namespace: str
+    vectors: dict[str, np.ndarray]
+    harmonised: int = 0
+    unmapped: list[str] = field(default_factory=list)
+
+    def rows(self, pert_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(covered mask ``(n,)``, vectors ``(n_covered, dim)`` float64) for ``pert_ids`` in order."""
+        covered = np.array([pid in self.vectors for pid in pert_ids], dtype=bool)
+        if not covered.any():
+            return covered, np.zeros((0, self.dim))
+        return covered, np.stack([self.vectors[pid] for pid, c in zip(pert_ids, covered) if c]).astype(np.float64)
+
+
+def _to_ensembl(keys: Sequence[str]) -> list[str | None]:
+    from embhub.identity.genes import load_gene_identity
+
+    ident = load_gene_identity()
+    return [r.ensembl_id if r.status == "resolved" else None for r in ident.resolve_many(keys)]
+
+
+def align_store(store: Any, dataset: Any, pert_ids: Sequence[str]) -> AlignedStore:
+    """Check ``store`` (an :class:`~embhub.store.EmbeddingStore`) against ``dataset`` and collect the
+    vectors of ``pert_ids`` (every perturbation of the evaluated cell lines)."""
+    label = f"store '{store.name}' ({store.path})"
+    if store.entity != dataset.entity:
+        raise StoreError(
+            f"{label} holds {store.entity} embeddings but dataset '{dataset.name}' perturbs {dataset.entity}s; "
+            f"choose a {dataset.entity} store"
+        )
+    store_keys = [str(k) for k in store.ids]
+    seen: set[str] = set()
+    for key in store_keys:
+        if key in seen:
+            raise StoreError(f"{label} has the id '{key}' more than once; re-import it with unique ids")
+        seen.add(key)
+    dataset_keys = [str(p) for p in pert_ids]
+    harmonised = 0
+    unmapped: list[str] = []
+    if store.key_namespace != dataset.key_namespace:
+        if dataset.entity != "gene":
+            raise StoreError(
+                f"{label} is keyed by {store.key_namespace} but dataset '{dataset.name}' by "
+                f"{dataset.key_namespace}; extract or import the store with {dataset.key_namespace} keys"
+            )
+        mapped_store = store_keys if store.key_namespace == ENSEMBL else _to_ensembl(store_keys)
+        mapped_dataset = dataset_keys if dataset.key_namespace == ENSEMBL else _to_ensembl(dataset_keys)
+        unmapped = [k for k, m in zip(store_keys, mapped_store) if m is None]
+        harmonised = sum(1 for k, m in zip(store_keys, mapped_store) if m is not None and m != k)
+        row_of_ensembl: dict[str, int] = {}
+        for row, ensembl in enumerate(mapped_store):
+            if ensembl is not None:
+                row_of_ensembl.setdefault(ensembl, row)
+        wanted = {pid: row_of_ensembl.get(ens) for pid, ens in zip(dataset_keys, mapped_dataset) if ens is not None}
+        wanted = {pid: row for pid, row in wanted.items() if row is not None}
+    else:
+        row_of_key = {key: row for row, key in enumerate(store_keys)}
+        wanted = {pid: row_of_key[pid] for pid in dataset_keys if pid in row_of_key}
+    if not wanted:
+        example_store = store_keys[0] if store_keys else "none"
+        example_dataset = dataset_keys[0] if dataset_keys else "none"
+        raise StoreError(
+            f"{label} covers none of the {len(set(dataset_keys))} perturbations of dataset '{dataset.name}' "
+            f"(store ids look like '{example_store}', dataset ids like '{example_dataset}'); "
+            f"use a store of {dataset.key_namespace} keys"
+        )
+    pids = list(wanted)
+    rows = np.array([wanted[p] for p in pids], dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    block = np.asarray(store.vectors(rows[order]), dtype=np.float64)
+    vectors = np.empty_like(block)
+    vectors[order] = block
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        bad = pids[int(np.argmin(finite))]
+        raise StoreError(
+            f"{label}: the vector of '{store_keys[wanted[bad]]}' contains NaN or inf; fix or re-extract the store "
+            "('embhub stores verify' lists such rows)"
+        )
+    return AlignedStore(
+        name=store.name,
+        path=str(store.path),
+        store_id=manifest_id(store.manifest),
+        dim=int(vectors.shape[1]),
+        key_namespace=store.key_namespace,
+        vectors={pid: vectors[i] for i, pid in enumerate(pids)},
+        harmonised=harmonised,
+        unmapped=unmapped,
+    )
+
+
+def coverage_rows(aligned: AlignedStore, cell_line: str, pert_ids: Sequence[str]) -> dict[str, Any]:
+    """One coverage record: how many of a cell line's perturbations the store has a vector for."""
+    covered = sum(1 for pid in pert_ids if pid in aligned.vectors)
+    total = len(pert_ids)
+    return {
+        "embedding": aligned.name,
+        "store_path": aligned.path,
+        "store_id": aligned.store_id,
+        "cell_line": cell_line,
+        "n_perturbations": total,
+        "n_covered": covered,
+        "fraction": covered / total if total else float("nan"),
+        "harmonised_ids": aligned.harmonised,
+        "unmapped_store_ids": len(aligned.unmapped),
+    }
+
+
+def resolve_store_paths(names: Sequence[str], store_dir: Path) -> list[Path]:
+    """Store paths for ``--stores``: an existing path as given, else the newest complete store of that
+    model under ``store_dir/<model>/``."""
+    from embhub.store import _open_group, list_stores
+
+    paths = []
+    for name in names:
+        path = Path(name)
+        if path.exists():
+            paths.append(path)
+            continue
+        candidates = []
+        for candidate in list_stores(store_dir / name):
+            try:
+                _, manifest = _open_group(candidate)
+            except StoreError:
+                continue
+            if manifest.get("complete"):
+                candidates.append((str(manifest.get("completed") or ""), candidate.stat().st_mtime, candidate))
+        if not candidates:
+            raise StoreError(
+                f"no store '{name}': not a path and no complete store of model '{name}' under {store_dir}; "
+                f"run 'embhub extract --model {name}' or give the store's path"
+            )
+        paths.append(max(candidates)[2])
+    return paths
+
+
+def all_store_paths(store_dir: Path, entity: str) -> tuple[list[Path], list[str]]:
+    """``--all``: every complete store of ``entity`` under ``store_dir`` (and why the others were skipped)."""
+    from embhub.store import _open_group, list_stores
+
+    chosen, skipped = [], []
+    for candidate in list_stores(store_dir):
+        try:
+            _, manifest = _open_group(candidate)
+        except StoreError as exc:
+            skipped.append(f"{candidate}: {exc}")
+            continue
+        if not manifest.get("complete"):
+            skipped.append(f"{candidate}: incomplete")
+        elif manifest.get("entity") != entity:
+            skipped.append(f"{candidate}: {manifest.get('entity')} store")
+        else:
+            chosen.append(candidate)
+    return chosen, skipped

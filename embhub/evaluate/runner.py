@@ -1,0 +1,308 @@
+"""``evaluate``: every store × cell line × fold under the study's protocol, as one tidy results table.
+
+For each (cell line, fold) the responses are split by the dataset's stored folds; each store is aligned
+to the dataset (:mod:`~embhub.evaluate.coverage`), its covered training perturbations train the
+estimators (kNN, Lasso; logistic on DEG labels) and its uncovered test perturbations are predicted by the
+fallback (the context mean by default, as the study does). Baselines, the idealized control and the
+experimental-error ceiling are scored on the same folds. Every score is given on all test perturbations
+("all") and on those covered by every compared store ("common").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from embhub.errors import InputError, StoreError
+from embhub.evaluate import results as R
+from embhub.evaluate.baselines import idealized_embeddings, most_frequent_class, random_embeddings
+from embhub.evaluate.coverage import AlignedStore, align_store, coverage_rows
+from embhub.evaluate.folds import FoldData
+from embhub.evaluate.knn import CVProjections, knn_cv_predict
+from embhub.evaluate.metrics import deg_scores, lfc_metrics
+from embhub.evaluate.protocol import ProtocolSettings, settings_for
+
+ESTIMATORS = ("knn", "lasso")
+FALLBACKS = ("context_mean", "no_change")
+MIN_TRAINING = 10
+ProgressCallback = Callable[[int, int, str], None]
+
+
+@dataclass
+class Evaluation:
+    results: pd.DataFrame
+    coverage: pd.DataFrame
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Context:
+    dataset: Any
+    dataset_id: str
+    settings: ProtocolSettings
+    estimators: tuple[str, ...]
+    fallback: str
+    device: str
+
+
+def evaluate(
+    dataset: Any,
+    stores: Sequence[Any],
+    *,
+    cell_lines: Sequence[str] | None = None,
+    folds: Sequence[int] | None = None,
+    estimators: Sequence[str] = ("knn",),
+    deg: bool = False,
+    baselines: bool = True,
+    fallback: str = "context_mean",
+    settings: ProtocolSettings | None = None,
+    jobs: int = 1,
+    device: str = "auto",
+    progress: ProgressCallback | None = None,
+) -> Evaluation:
+    """Score ``stores`` (opened :class:`~embhub.store.EmbeddingStore`) on a :class:`PreparedDataset`."""
+    estimators = tuple(dict.fromkeys(estimators))
+    for estimator in estimators:
+        if estimator not in ESTIMATORS:
+            raise InputError(f"unknown estimator '{estimator}'; choose from {', '.join(ESTIMATORS)}")
+    if fallback not in FALLBACKS:
+        raise InputError(f"unknown fallback '{fallback}'; choose from {', '.join(FALLBACKS)}")
+    cell_lines = list(cell_lines or dataset.cell_lines)
+    lines = {name: dataset.cell_line(name) for name in cell_lines}
+    if deg:
+        without = [name for name, line in lines.items() if not line.has_deg]
+        if without:
+            raise InputError(f"dataset '{dataset.name}' has no DEG labels for {', '.join(without)}; drop --deg or prepare them")
+    settings = settings or settings_for(dataset.name, dataset.manifest)
+    context = _Context(dataset, R.manifest_id(dataset.manifest), settings, estimators, fallback, device)
+
+    all_ids = sorted({pid for line in lines.values() for pid in line.pert_ids})
+    aligned = [align_store(store, dataset, all_ids) for store in stores]
+    names = [a.name for a in aligned]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        for a in aligned:
+            if a.name in duplicates:
+                a.name = f"{a.name}@{a.store_id[:8]}"
+
+    rows: list[dict[str, Any]] = []
+    coverage: list[dict[str, Any]] = []
+    units = []
+    for name, line in lines.items():
+        line_folds = line.folds
+        available = sorted(int(f) for f in set(line_folds.tolist()) if f >= 0)
+        chosen = available if folds is None else list(folds)
+        for fold in chosen:
+            if fold not in available:
+                raise InputError(
+                    f"cell line '{name}' of dataset '{dataset.name}' has no fold {fold} (folds: {', '.join(map(str, available))})"
+                )
+        pert_ids = line.pert_ids
+        coverage.extend(coverage_rows(a, name, pert_ids) for a in aligned)
+        units.append((name, line, chosen))
+    total = sum(len(chosen) for _, _, chosen in units)
+    done = 0
+    for name, line, chosen in units:
+        lfc, pert_ids, line_folds = line.lfc, line.pert_ids, line.folds
+        ceiling = line.ceiling_l2(settings.ceiling_quantile) if line.has_ceiling else None
+        deg_labels = line.deg if deg else None
+        deg_mask = line.deg_mask if deg else None
+        for fold in chosen:
+            fold_data = FoldData.from_arrays(name, fold, pert_ids, line_folds, lfc, deg_labels, deg_mask, ceiling)
+            rows.extend(_evaluate_fold(context, fold_data, aligned, baselines, jobs))
+            if deg:
+                rows.extend(_evaluate_fold_deg(context, fold_data, aligned, baselines))
+            done += 1
+            if progress:
+                progress(done, total, f"{name} fold {fold}")
+    metadata = {
+        "dataset": dataset.name,
+        "dataset_path": str(dataset.path),
+        "dataset_id": context.dataset_id,
+        "simulated": dataset.simulated,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cell_lines": cell_lines,
+        "folds": folds,
+        "estimators": list(estimators),
+        "deg": deg,
+        "fallback": fallback,
+        "protocol": settings.as_dict(),
+        "stores": [{"name": a.name, "path": a.path, "store_id": a.store_id, "dim": a.dim} for a in aligned],
+        "deviations": [
+            "PCA is exact (svd 'full'-equivalent), not the study's unseeded 'auto' solver",
+            f"random embeddings are seeded ({settings.random_seed}, cell line, fold)",
+            "PCA components = min(q, dim, smallest inner training split)",
+        ],
+    }
+    return Evaluation(R.results_frame(rows), pd.DataFrame(coverage), metadata)
+
+
+def _row(context: _Context, fold: FoldData, method: str, embedding: str, metric: str, value: float,
+         n_test: int, n_covered: int, subset: str, params: dict[str, Any] | None = None,
+         aligned: AlignedStore | None = None) -> dict[str, Any]:
+    return {
+        "dataset": context.dataset.name,
+        "dataset_id": context.dataset_id,
+        "cell_line": fold.cell_line,
+        "fold": fold.fold,
+        "method": method,
+        "embedding": embedding,
+        "store_path": aligned.path if aligned else "",
+        "store_id": aligned.store_id if aligned else "",
+        "estimator_params": json.dumps(params or {}, sort_keys=True),
+        "metric": metric,
+        "value": value,
+        "n_test": n_test,
+        "n_covered": n_covered,
+        "subset": subset,
+    }
+
+
+def _scored_rows(context, fold, method, embedding, predictions, covered, common, params, aligned=None, ranks=None):
+    rows = []
+    for subset, mask in (("all", np.ones(len(fold.test_ids), bool)), ("common", common)):
+        if not mask.any():
+            continue
+        metric_ranks = None if ranks is None else ranks[mask]
+        scores = lfc_metrics(fold.y_test[mask], predictions[mask], metric_ranks)
+        n_covered = int((covered & mask).sum())
+        for metric, value in scores.items():
+            rows.append(_row(context, fold, method, embedding, metric, value, int(mask.sum()), n_covered, subset, params, aligned))
+    return rows
+
+
+def _evaluate_fold(context: _Context, fold: FoldData, aligned: list[AlignedStore], baselines: bool, jobs: int) -> list[dict]:
+    settings = context.settings
+    common = np.ones(len(fold.test_ids), bool)
+    for a in aligned:
+        common &= np.array([pid in a.vectors for pid in fold.test_ids], dtype=bool)
+    gram, ranks = fold.response_gram, fold.test_ranks
+    everything = np.ones(len(fold.test_ids), bool)
+    rows: list[dict] = []
+    if baselines:
+        zeros = np.zeros_like(fold.y_test)
+        mean = np.broadcast_to(fold.context_mean, fold.y_test.shape)
+        rows += _scored_rows(context, fold, "baseline", R.NO_CHANGE, zeros, everything, common, {}, ranks=ranks)
+        rows += _scored_rows(context, fold, "baseline", R.CONTEXT_MEAN, mean, everything, common, {}, ranks=ranks)
+        dim = settings.pca_components
+        x_train, x_test = random_embeddings(len(fold.train_ids), len(fold.test_ids), dim, settings.random_seed, fold.cell_line, fold.fold)
+        rows += _estimator_rows(context, fold, R.RANDOM, x_train, x_test, np.arange(len(fold.train_ids)), everything, common,
+                                settings.pca_components, {"seed": settings.random_seed, "dim": dim})
+        n_ideal = min(settings.pca_components, len(fold.train_ids) + len(fold.test_ids), fold.y_train.shape[1])
+        x_train, x_test = idealized_embeddings(fold.y_train, fold.y_test, n_ideal)
+        rows += _estimator_rows(context, fold, R.IDEALIZED, x_train, x_test, np.arange(len(fold.train_ids)), everything, common,
+                                None, {"pca_of_responses": n_ideal, "leaks_test_labels": True})
+        if fold.ceiling_test is not None:
+            for subset, mask in (("all", everything), ("common", common)):
+                if mask.any():
+                    value = float(np.mean(fold.ceiling_test[mask]))
+                    rows.append(_row(context, fold, "ceiling", R.CEILING, "L2", value, int(mask.sum()), int(mask.sum()), subset,
+                                     {"quantile": settings.ceiling_quantile}))
+
+    def one_store(a: AlignedStore) -> list[dict]:
+        covered_train, x_train = a.rows(fold.train_ids)
+        covered_test, x_test = a.rows(fold.test_ids)
+        if covered_train.sum() < MIN_TRAINING:
+            raise StoreError(
+                f"store '{a.name}' covers only {int(covered_train.sum())} training perturbations of {fold.cell_line} "
+                f"fold {fold.fold}; at least {MIN_TRAINING} are needed"
+            )
+        if x_test.shape[0] == 0:
+            x_test = np.zeros((0, a.dim))
+        return _estimator_rows(context, fold, a.name, x_train, x_test, np.flatnonzero(covered_train), covered_test, common,
+                               settings.pca_components, {"dim": a.dim}, aligned=a)
+
+    if jobs > 1 and len(aligned) > 1:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=max(1, (os.cpu_count() or 1) // jobs)), ThreadPoolExecutor(jobs) as pool:
+            for store_rows in pool.map(one_store, aligned):
+                rows += store_rows
+    else:
+        for a in aligned:
+            rows += one_store(a)
+    return rows
+
+
+def _estimator_rows(context, fold, embedding, x_train, x_test, train_rows, covered_test, common, n_components, params, aligned=None):
+    settings = context.settings
+    projections = CVProjections.fit(x_train, x_test, n_components, settings.inner_folds, settings.inner_seed)
+    fallback = fold.context_mean if context.fallback == "context_mean" else np.zeros(fold.y_train.shape[1])
+    rows = []
+    for estimator in context.estimators:
+        if estimator == "knn":
+            fit = knn_cv_predict(projections, fold.response_gram, train_rows, fold.y_train, settings.k_grid)
+            chosen = {"k": fit.k, "cv_l2": {str(k): v for k, v in fit.cv_l2.items()}}
+        else:
+            from embhub.evaluate.lasso import lasso_cv_predict
+
+            fit = lasso_cv_predict(projections, train_rows, fold.y_train, settings.alpha_grid)
+            chosen = {"alpha": fit.alpha, "cv_l2": {str(k): v for k, v in fit.cv_l2.items()}}
+        predictions = np.empty_like(fold.y_test)
+        predictions[:] = fallback
+        predictions[covered_test] = fit.predictions
+        full_params = {**params, **chosen, "pca_components": projections.n_components, "n_train": int(len(train_rows)),
+                       "fallback": context.fallback, "n_fallback": int((~covered_test).sum())}
+        rows += _scored_rows(context, fold, estimator, embedding, predictions, covered_test, common, full_params, aligned, fold.test_ranks)
+    return rows
+
+
+def _evaluate_fold_deg(context: _Context, fold: FoldData, aligned: list[AlignedStore], baselines: bool) -> list[dict]:
+    from embhub.evaluate.deg import logistic_cv_predict
+
+    settings = context.settings
+    train_mask, test_mask = fold.deg_train_mask, fold.deg_test_mask
+    train_ids, test_ids = fold.train_ids[train_mask], fold.test_ids[test_mask]
+    labels_train, labels_test = fold.deg_train[train_mask], fold.deg_test[test_mask]
+    if len(test_ids) == 0:
+        return []
+    common = np.ones(len(test_ids), bool)
+    for a in aligned:
+        common &= np.array([pid in a.vectors for pid in test_ids], dtype=bool)
+    everything = np.ones(len(test_ids), bool)
+    prior = most_frequent_class(labels_train)
+
+    def scored(method, embedding, predictions, covered, params, a=None):
+        rows = []
+        for subset, mask in (("all", everything), ("common", common)):
+            if not mask.any():
+                continue
+            for metric, value in deg_scores(labels_test[mask], predictions[mask]).items():
+                rows.append(_row(context, fold, method, embedding, metric, value, int(mask.sum()), int((covered & mask).sum()),
+                                 subset, params, a))
+        return rows
+
+    rows: list[dict] = []
+    if baselines:
+        rows += scored("baseline", R.NO_CHANGE, np.zeros_like(labels_test), everything, {})
+        rows += scored("baseline", R.MOST_FREQUENT, np.broadcast_to(prior, labels_test.shape), everything, {})
+        dim = settings.pca_components
+        x_train, x_test = random_embeddings(len(train_ids), len(test_ids), dim, settings.random_seed, fold.cell_line, fold.fold)
+        fit = logistic_cv_predict(x_train, labels_train, x_test, settings.c_grid, dim, settings.inner_folds, context.device)
+        rows += scored("logistic", R.RANDOM, fit.predictions, everything, {"C": fit.c, "pca_components": fit.n_components})
+        n_ideal = min(dim, len(train_ids) + len(test_ids), labels_train.shape[1])
+        x_train, x_test = idealized_embeddings(labels_train.astype(np.float64), labels_test.astype(np.float64), n_ideal)
+        fit = logistic_cv_predict(x_train, labels_train, x_test, settings.c_grid, None, settings.inner_folds, context.device)
+        rows += scored("logistic", R.IDEALIZED, fit.predictions, everything, {"C": fit.c, "pca_of_labels": n_ideal})
+    for a in aligned:
+        covered_train, x_train = a.rows(train_ids)
+        covered_test, x_test = a.rows(test_ids)
+        if covered_train.sum() < MIN_TRAINING:
+            raise StoreError(f"store '{a.name}' covers only {int(covered_train.sum())} DEG-labelled training perturbations "
+                             f"of {fold.cell_line} fold {fold.fold}; at least {MIN_TRAINING} are needed")
+        predictions = np.broadcast_to(prior, labels_test.shape).copy()
+        params: dict[str, Any] = {"dim": a.dim, "fallback": "most_frequent", "n_fallback": int((~covered_test).sum())}
+        if covered_test.any():
+            fit = logistic_cv_predict(x_train, labels_train[covered_train], x_test, settings.c_grid, settings.pca_components,
+                                      settings.inner_folds, context.device)
+            predictions[covered_test] = fit.predictions
+            params.update({"C": fit.c, "cv_f1": {str(c): v for c, v in fit.cv_f1.items()}, "pca_components": fit.n_components})
+        rows += scored("logistic", a.name, predictions, covered_test, params, a)
+    return rows

@@ -1,0 +1,102 @@
+"""Norman et al. 2019 CRISPRa screen in K562 (single perturbations), as the study prepared it.
+
+Real layouts: the scPerturb ``NormanWeissman2019_filtered.h5ad`` (raw counts; obs ``perturbation`` —
+``control`` or symbols joined by ``_`` —, ``nperts``, ``gemgroup``; var indexed by symbol with
+``ensemble_id``) and the GEARS ``perturb_processed.h5ad`` (obs ``condition`` such as ``KLF1+ctrl`` / ``ctrl``;
+var indexed by Ensembl id; log-normalised, so used only for the gene panel). Give both; the panel is the
+scPerturb genes whose Ensembl id is in the GEARS file (5,045 in the study). Cells with ``nperts > 1`` are
+left out. Responses are batch-matched per GEM group; the ceiling uses the Essential (global-control) bootstrap
+as the study did.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from embhub.datasets.recipe import Dataset
+from embhub.errors import InputError
+
+HAND_MAPPED = {"C19orf26": "ENSG00000099625", "KIAA1804": "ENSG00000143674", "C3orf72": "ENSG00000206262"}
+CELL_LINE = "K-562"
+
+
+class Norman(Dataset):
+    name = "norman"
+    entity = "gene"
+    key_namespace = "ensembl_gene_id"
+    description = "Norman 2019 CRISPRa Perturb-seq in K562, single-gene perturbations"
+    citation = (
+        "Norman et al. (2019) Exploring genetic interaction manifolds constructed from rich single-cell "
+        "phenotypes, Science 365:786"
+    )
+    raw_files = "scPerturb NormanWeissman2019_filtered.h5ad + GEARS perturb_processed.h5ad (gene panel)"
+    control = "batch"
+    ceiling_control = "global"
+    deg = "pooled"
+    deg_min_cells = 30
+
+    def read(self, raw: Sequence[Path], layer: str | None = None) -> CellSource:
+        import numpy as np
+        import pandas as pd
+
+        from embhub.datasets.cells import CountMatrix, read_obs_var
+        from embhub.datasets.recipe import CellFile, CellSource, require_columns
+
+        scperturb, gears = None, None
+        for path in raw:
+            obs, var = read_obs_var(path)
+            if "perturbation" in obs:
+                scperturb = (path, obs, var)
+            elif "condition" in obs:
+                gears = (path, obs, var)
+            else:
+                raise InputError(f"{path}: obs has neither 'perturbation' (scPerturb) nor 'condition' (GEARS)")
+        if scperturb is None:
+            raise InputError(
+                "norman needs the scPerturb NormanWeissman2019_filtered.h5ad (raw counts, gemgroup); the GEARS "
+                "file holds log-normalised values and serves only as the gene panel"
+            )
+        path, obs, var = scperturb
+        require_columns(obs, ("perturbation", "gemgroup"), path)
+        require_columns(var, ("ensemble_id",), path, what="var")
+        ensembl = var["ensemble_id"].astype(str).to_numpy()
+        notes = []
+        if gears is not None:
+            in_gears = np.isin(ensembl, gears[2].index.astype(str).to_numpy())
+            panel = np.flatnonzero(in_gears)
+            notes.append(f"gene panel: {len(panel)} scPerturb genes whose Ensembl id is in the GEARS file")
+        else:
+            panel = np.arange(len(var))
+            notes.append("gene panel: all scPerturb genes (no GEARS file given; the study used the GEARS subset)")
+        symbol_to_id = dict(zip(var.index.astype(str), ensembl))
+        symbol_to_id.update(HAND_MAPPED)
+        perturbation = obs["perturbation"].astype(str).to_numpy()
+        n_perts = obs["nperts"].to_numpy() if "nperts" in obs else np.array([0 if p == "control" else p.count("_") + 1 for p in perturbation])
+        is_control = n_perts == 0
+        pert_id = np.array([symbol_to_id.get(p, "") if not c else "" for p, c in zip(perturbation, is_control)])
+        single = n_perts <= 1
+        unmapped = single & ~is_control & (pert_id == "")
+        keep = single & ~unmapped
+        exclusions = {}
+        if unmapped.any():
+            exclusions["cells whose target symbol has no Ensembl id"] = int(unmapped.sum())
+        exclusions["cells with more than one perturbation"] = int((~single).sum())
+        cells = pd.DataFrame(
+            {
+                "cell_line": CELL_LINE,
+                "batch": obs["gemgroup"].astype(str).to_numpy(),
+                "pert_id": pert_id,
+                "pert_label": np.where(is_control, "control", perturbation),
+                "is_control": is_control,
+                "keep": keep,
+            }
+        )
+        source = CellSource(
+            [CellFile(CountMatrix(path, layer), cells, panel)],
+            ensembl[panel],
+            var.index.astype(str).to_numpy()[panel],
+            exclusions=exclusions,
+            notes=notes,
+        )
+        return source

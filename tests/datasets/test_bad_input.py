@@ -1,0 +1,59 @@
+"""Bad raw input fails with one clear line naming the problem; nothing is silently dropped."""
+
+import anndata as ad
+import numpy as np
+import pytest
+
+from embhub.datasets.prepare import prepare_dataset
+from embhub.errors import InputError
+from embhub_datasets.essential import Essential
+from tests.datasets.layouts import replogle_file
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    return replogle_file(tmp_path_factory.mktemp("raw") / "raw.h5ad")
+
+
+def rewrite(good, path, change):
+    adata = ad.read_h5ad(good)
+    change(adata)
+    adata.write_h5ad(path)
+    return path
+
+
+def test_missing_required_column(good, tmp_path):
+    path = rewrite(good, tmp_path / "x.h5ad", lambda a: a.obs.drop(columns="gem_group", inplace=True))
+    with pytest.raises(InputError, match="no column 'gem_group'") as error:
+        prepare_dataset(Essential(), [path], tmp_path / "x.zarr")
+    assert "\n" not in str(error.value)
+
+
+def test_no_control_cells(good, tmp_path):
+    def no_controls(adata):
+        adata.obs["is_control"] = False
+
+    path = rewrite(good, tmp_path / "x.h5ad", no_controls)
+    with pytest.raises(InputError, match="cell line 'K-562' has no control cells"):
+        prepare_dataset(Essential(), [path], tmp_path / "x.zarr")
+
+
+def test_log_transformed_counts_are_refused(good, tmp_path):
+    def log_transform(adata):
+        adata.X.data = np.log1p(adata.X.data)
+
+    path = rewrite(good, tmp_path / "x.h5ad", log_transform)
+    with pytest.raises(InputError, match="not a count.*raw counts"):
+        prepare_dataset(Essential(), [path], tmp_path / "x.zarr")
+
+
+def test_wrong_file_for_dataset(good, tmp_path):
+    from embhub_datasets.tahoe import Tahoe
+
+    with pytest.raises(InputError, match="no column 'drug'"):
+        prepare_dataset(Tahoe(), [good], tmp_path / "x.zarr")
+
+
+def test_missing_raw_file(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        prepare_dataset(Essential(), [tmp_path / "nope.h5ad"], tmp_path / "x.zarr")

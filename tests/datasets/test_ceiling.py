@@ -1,0 +1,23 @@
+"""The ceiling bootstrap against a by-hand bootstrap on the dense matrix (same seed scheme)."""
+
+import numpy as np
+
+from embhub.datasets.ceiling import ceiling_of_prepared
+from embhub.datasets.prepare import prepare_dataset
+from embhub_datasets.essential import Essential
+from tests.datasets.layouts import reference_ceiling_pooled, replogle_file
+
+
+def test_pooled_ceiling_matches_dense_bootstrap(tmp_path):
+    raw = replogle_file(tmp_path / "raw.h5ad", seed=3)
+    prepare_dataset(Essential(), [raw], tmp_path / "ess.zarr")
+    prepared = ceiling_of_prepared(str(tmp_path / "ess.zarr"), n_jobs=2)
+    for line in prepared.cell_lines:
+        data = prepared.cell_line(line)
+        expected = reference_ceiling_pooled(raw, line)
+        assert data.ceiling_quantiles() == [0.1, 0.2, 0.5, 0.8, 0.9, 0.99, 0.995]
+        stored = np.asarray(data.group["ceiling/l2"][:])
+        for row, pert in enumerate(data.pert_ids):
+            np.testing.assert_allclose(stored[row], expected[pert], rtol=1e-6, atol=1e-6)
+        q90 = np.array([expected[p][4] for p in data.pert_ids])
+        assert abs(prepared.manifest["ceiling"]["summary"][line]["cell_line_l2_q0.9"] - q90.mean()) < 1e-6

@@ -1,0 +1,41 @@
+"""The datasets commands driven end to end as a user runs them."""
+
+from embhub.datasets.prepared import PreparedDataset
+from tests.datasets.layouts import replogle_file
+from tests.support.cli import run_cli
+
+
+def test_list_shows_the_four_recipes():
+    outcome = run_cli("datasets", "list")
+    assert outcome.exit_code == 0
+    for name in ("essential", "norman", "sciplex3", "tahoe"):
+        assert name in outcome.stdout
+
+
+def test_prepare_then_ceiling_into_embhub_home(tmp_path, isolated_home):
+    raw = replogle_file(tmp_path / "raw.h5ad")
+    outcome = run_cli("datasets", "prepare", "essential", "--raw", raw)
+    assert outcome.exit_code == 0, outcome.stderr
+    assert (isolated_home / "datasets" / "essential.zarr").exists()
+    outcome = run_cli("ceiling", "essential", "--jobs", "2")
+    assert outcome.exit_code == 0, outcome.stderr
+    prepared = PreparedDataset.open("essential")
+    assert prepared.cell_line("K-562").ceiling_l2(0.9).shape == (4,)
+    assert "ceiling L2" in outcome.stdout
+
+
+def test_bad_raw_file_is_one_red_line(tmp_path):
+    outcome = run_cli("datasets", "prepare", "tahoe", "--raw", replogle_file(tmp_path / "raw.h5ad"))
+    assert outcome.exit_code == 1
+    assert "no column 'drug'" in outcome.stderr
+    assert "Traceback" not in outcome.stderr + outcome.stdout
+
+
+def test_demo_is_labelled_simulated(tmp_path):
+    outcome = run_cli("datasets", "demo", "--cells", "2000", "--perturbations", "20", "--no-ceiling", "--out", tmp_path / "d.zarr")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "SIMULATED" in outcome.stdout
+    prepared = PreparedDataset.open(tmp_path / "d.zarr")
+    assert prepared.simulated and "SIMULATED" in prepared.manifest["description"]
+    assert len(prepared.cell_lines) == 2
+    assert prepared.cell_line(prepared.cell_lines[0]).pert_ids[0].startswith("ENSG")

@@ -1,0 +1,65 @@
+"""``embhub fuse`` end to end: rows join an ``embhub evaluate`` results table; ablations are written."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from embhub.evaluate.results import load_results, save_results
+from embhub.evaluate.runner import evaluate
+from embhub.interchange import write_store
+
+from tests.support.cli import run_cli
+
+
+@pytest.fixture(scope="module")
+def fuse_output(screen, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fuse-out")
+    knn = evaluate(screen.dataset, [screen.stores["store_a"]], estimators=("knn",), folds=[0], baselines=False)
+    save_results(knn.results, out)
+    paths = [str(screen.stores[name].path) for name in ("store_a", "store_b", "noise", "half")]
+    result = run_cli(
+        "fuse", "--dataset", str(screen.dataset.path), "--stores", *paths, "--trials", "0", "--fold", "0",
+        "--max-epochs", "20", "--d-model", "32", "--n-heads", "2", "--n-layers", "2", "--lr", "5e-3",
+        "--cpu-threads", "1", "--leave-one-out", "--out", str(out),
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    return out, result
+
+
+def test_fusion_rows_join_the_evaluate_table(fuse_output):
+    out, result = fuse_output
+    table = load_results(out)
+    assert set(table.method) == {"knn", "fusion"}
+    assert {"store_a", "fusion[store_a+store_b+noise+half]", "concat[store_a+store_b+noise+half]"} <= set(table.embedding)
+    assert set(table.fold) == {0}
+    assert "mean L2 over folds" in result.stdout and "noise" in result.stdout
+    folder = out / "fusion" / "fusion_store_a+store_b+noise+half"
+    params = json.loads((folder / "params.json").read_text())
+    assert params["folds"][0]["config"]["d_model"] == 32 and params["folds"][0]["config"]["max_epochs"] == 20
+    run = json.loads((folder / "run.json").read_text())
+    assert [s["n_covered"] for s in run["sources"]] == [300, 300, 300, 150]
+    assert (folder / "attention.png").stat().st_size > 0
+
+
+def test_leave_one_store_out_finds_the_informative_stores(fuse_output):
+    out, _ = fuse_output
+    folder = out / "fusion" / "fusion_store_a+store_b+noise+half"
+    table = pd.read_csv(folder / "leave_one_out.csv")
+    delta = table.groupby("removed").delta_L2.mean()
+    assert delta["store_a"] > 1.0 and delta["store_b"] > 1.0
+    assert delta["noise"] < min(delta["store_a"], delta["store_b"]) / 3
+    assert (folder / "leave_one_out.png").exists()
+
+
+def test_a_store_of_another_entity_is_one_red_line(screen, tmp_path):
+    import numpy as np
+
+    drugs = write_store(
+        tmp_path / "drugs.zarr", np.array(["AAAAAAAAAAAAAA-BBBBBBBBBB-N"]), iter([np.ones((1, 3), np.float32)]), 3,
+        name="drugs", entity="drug", key_namespace="inchikey", source="test",
+    )
+    result = run_cli("fuse", "--dataset", str(screen.dataset.path), "--stores", str(drugs.path), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 1
+    assert "drug" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,44 @@
+"""The Optuna search is seeded, reproducible on the CPU, and never sees the outer test fold."""
+
+import dataclasses
+import json
+
+import numpy as np
+
+from embhub.fuse.run import run_fusion
+from embhub.fuse.search import search_fusion
+from embhub.fuse.splits import fold_rows
+
+from tests.fuse.conftest import small_config
+
+
+def without_timings(summary):
+    trials = [{k: v for k, v in t.items() if k != "seconds_per_epoch"} for t in summary["trials"]]
+    return json.dumps({**summary, "trials": trials}, sort_keys=True)
+
+
+def test_search_never_reads_test_responses_and_repeats_exactly(screen_data):
+    rows = fold_rows(screen_data, 4)
+    poisoned_lfc = screen_data.lfc.copy()
+    poisoned_lfc[rows.test] = np.nan
+    poisoned = dataclasses.replace(screen_data, lfc=poisoned_lfc)
+    config = small_config(max_epochs=2)
+    first = search_fusion(poisoned, rows.fit, rows.validation, config, trials=3, seed=11, cpu_threads=1)
+    second = search_fusion(poisoned, rows.fit, rows.validation, config, trials=3, seed=11, cpu_threads=1)
+    values = [t["value"] for t in first.summary["trials"]]
+    assert len(values) == 3 and np.isfinite(values).all()
+    assert without_timings(first.summary) == without_timings(second.summary)
+    best = first.summary["best_params"]
+    assert first.trained.best_validation_loss == min(values)
+    assert {k: getattr(first.trained.config, k) for k in best} == best
+    assert first.summary["sampler"] == "TPESampler(seed=11)"
+
+
+def test_run_saves_the_chosen_parameters_and_study_per_fold(screen_data):
+    run = run_fusion(screen_data, folds=[1], trials=2, config=small_config(max_epochs=2), cpu_threads=1, concat_baseline=False)
+    assert list(run.studies) == [1]
+    chosen = run.folds[0]["config"]
+    study = run.studies[1]
+    assert {k: chosen[k] for k in study["best_params"]} == study["best_params"]
+    params = json.loads(run.results[run.results.method == "fusion"].estimator_params.iloc[0])
+    assert params["config"] == chosen and params["trials"] == 2

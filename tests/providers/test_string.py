@@ -1,0 +1,179 @@
+"""STRING providers on real STRING data: the file layouts, the eigenmap against scipy, exclusions,
+caching and the CLI. Partner-ranking quality is in test_string_quality.py."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.sparse as sp
+from scipy.sparse.csgraph import laplacian
+
+from embhub.identity.genes import load_gene_identity
+from embhub.provider import Item
+from embhub.store import EmbeddingStore
+from embhub_string.providers import StringSpectral
+from tests.providers.string_data import mossn_edges, snowball
+from tests.support.cli import assert_one_line_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def real_edges():
+    """About 120 real genes and their STRING edges (score ≥ 0.9, 0–1 scale as mossn ships it)."""
+    return snowball(mossn_edges(), 120, seed=3)
+
+
+def write_string_download(folder, edges, extra_lines=()):
+    """STRING's download layout: links (space-separated, ENSP ids, 0–1000) + protein.info (tab-separated).
+
+    The ENSP numbers are made up (one per gene); the layout, headers and id form are STRING's.
+    """
+    genes = sorted(set(edges["gene_a"]) | set(edges["gene_b"]) | {name for line in extra_lines for name in line[:2]})
+    protein = {gene: f"9606.ENSP{index:011d}" for index, gene in enumerate(genes, start=200000)}
+    links = folder / "9606.protein.links.v12.0.txt.gz"
+    rows = [(a, b, round(s * 1000)) for a, b, s in zip(edges["gene_a"], edges["gene_b"], edges["score"])]
+    rows += list(extra_lines)
+    with gzip.open(links, "wt") as handle:
+        handle.write("protein1 protein2 combined_score\n")
+        for a, b, score in rows:
+            handle.write(f"{protein[a]} {protein[b]} {score}\n{protein[b]} {protein[a]} {score}\n")
+    with gzip.open(folder / "9606.protein.info.v12.0.txt.gz", "wt") as handle:
+        handle.write("#string_protein_id\tpreferred_name\tprotein_size\tannotation\n")
+        for gene in genes:
+            handle.write(f"{protein[gene]}\t{gene}\t393\tsome annotation; with spaces\n")
+    return links
+
+
+def independent_eigenmap(edges, genes, dim):
+    """Generalised eigenvectors of (D - A) y = λ D y computed with scipy's dense solver."""
+    index = {g: i for i, g in enumerate(genes)}
+    rows = [index[a] for a in edges["gene_a"]]
+    cols = [index[b] for b in edges["gene_b"]]
+    weights = edges["weight"].to_numpy()
+    adjacency = sp.coo_matrix((weights, (rows, cols)), shape=(len(genes),) * 2).toarray()
+    adjacency = np.maximum(adjacency, adjacency.T)
+    degree = adjacency.sum(axis=1)
+    values, vectors = scipy.linalg.eigh(laplacian(adjacency), np.diag(degree))
+    return values[1 : dim + 1], vectors[:, 1 : dim + 1]
+
+
+def test_string_download_layout_becomes_a_gene_graph_with_recorded_exclusions(tmp_path, real_edges):
+    member = real_edges["gene_a"].iloc[0]
+    absent = next(g for g in ("BRCA2", "INS", "ALB", "HBB") if g not in set(real_edges["gene_a"]) | set(real_edges["gene_b"]))
+    low = ("ZNF300", "ZNF302", 200)
+    unresolvable = (member, "NOT-A-REAL-GENE", 950)
+    island = ("MT-ND1", "MT-ND2", 990)
+    links = write_string_download(tmp_path, real_edges, [low, unresolvable, island])
+    provider = StringSpectral(StringSpectral.Parameters(network=str(links), min_score=900, dim=8))
+    identity = load_gene_identity()
+    network = provider.network()
+    expected_genes = {identity.resolve(g).ensembl_id for g in set(real_edges["gene_a"]) | set(real_edges["gene_b"])}
+    assert set(network.genes) == expected_genes
+    assert len(network.edges) == len(real_edges)
+    assert network.excluded["NOT-A-REAL-GENE"].startswith("network name unknown gene id 'NOT-A-REAL-GENE'")
+
+    items = [Item("a", member), Item("b", "ZNF300"), Item("c", "MT-ND1"), Item("d", "nonsense-gene"), Item("e", absent)]
+    result = provider.embed(items)
+    assert result.input_ids == ["a"] and result.labels["symbol"] == [member]
+    reasons = {f.input_id: f.reason for f in result.failures}
+    assert "no edge to another gene scores ≥ min_score 900" in reasons["b"]
+    assert "in a component of 2 genes, apart from the largest" in reasons["c"]
+    assert reasons["d"].startswith("unknown gene id 'nonsense-gene'")
+    assert "not in the STRING network file" in reasons["e"]
+    facts = provider.provenance()
+    assert facts["network_edges_read"] == 2 * (len(real_edges) + 3)
+    assert facts["network_edges_below_min_score"] == 2
+    assert facts["network_edges_with_unresolved_gene"] == 2
+    assert facts["genes_outside_largest_component"] == 2
+    assert facts["gene_id_release"] == identity.release
+    assert [p.name for p in provider.checkpoint_files()] == [links.name, "9606.protein.info.v12.0.txt.gz"]
+
+
+def test_eigenmap_spans_the_same_eigenvectors_as_scipy(tmp_path, real_edges):
+    path = tmp_path / "edges.csv"
+    real_edges.to_csv(path, index=False)
+    provider = StringSpectral(StringSpectral.Parameters(network=str(path), min_score=900, dim=6))
+    network = provider.network()
+    vectors = provider.embed([Item(g, g) for g in network.genes]).vectors
+    identity = load_gene_identity()
+    edges = real_edges.assign(
+        gene_a=[identity.resolve(g).ensembl_id for g in real_edges["gene_a"]],
+        gene_b=[identity.resolve(g).ensembl_id for g in real_edges["gene_b"]],
+        weight=real_edges["score"],
+    )
+    values, expected = independent_eigenmap(edges, network.genes, 6)
+    assert np.all(np.diff(values) > 1e-6), "eigenvalues must be distinct for a column-wise comparison"
+    for column in range(6):
+        correlation = np.corrcoef(vectors[:, column], expected[:, column])[0, 1]
+        assert abs(correlation) > 0.9999, (column, correlation)
+    assert np.allclose(np.sqrt((vectors**2).mean(axis=0)), 1.0, atol=1e-4)
+
+
+def test_scores_on_a_0_to_1_scale_are_read_as_string_units(tmp_path, real_edges):
+    path = tmp_path / "edges.tsv"
+    real_edges.to_csv(path, sep="\t", index=False)
+    strict = StringSpectral(StringSpectral.Parameters(network=str(path), min_score=990, dim=4)).network()
+    kept = real_edges[real_edges["score"] >= 0.99]
+    assert strict.edges_read == len(real_edges) and strict.edges_below_threshold == len(real_edges) - len(kept)
+
+
+def test_embedding_is_cached_per_network_and_parameters(tmp_path, real_edges):
+    path = tmp_path / "edges.csv"
+    real_edges.to_csv(path, index=False)
+    parameters = StringSpectral.Parameters(network=str(path), min_score=900, dim=5)
+    first = StringSpectral(parameters)
+    gene = real_edges["gene_a"].iloc[0]
+    vectors = first.embed([Item("a", gene)]).vectors
+    assert first.provenance()["embedding_cache"] == "computed"
+    second = StringSpectral(parameters)
+    assert np.array_equal(second.embed([Item("a", gene)]).vectors, vectors)
+    assert second.provenance()["embedding_cache"] == "reused"
+    other = StringSpectral(StringSpectral.Parameters(network=str(path), min_score=900, dim=4))
+    other.embed([Item("a", gene)])
+    assert other.provenance()["embedding_cache"] == "computed"
+
+
+def test_extract_without_input_embeds_every_network_gene(tmp_path, real_edges):
+    path = tmp_path / "edges.csv"
+    real_edges.to_csv(path, index=False)
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(
+        f"models:\n  string-test:\n    provider: string-spectral\n    parameters: {{network: '{path}', min_score: 900, dim: 8}}\n"
+    )
+    out = run_cli("extract", "--model", "string-test", "--registry", registry, "--out", tmp_path / "s.zarr")
+    assert out.exit_code == 0, out
+    store = EmbeddingStore.open(tmp_path / "s.zarr")
+    identity = load_gene_identity()
+    genes = {identity.resolve(g).ensembl_id for g in set(real_edges["gene_a"]) | set(real_edges["gene_b"])}
+    assert set(store.ids) == genes and store.dim == 8 and store.key_namespace == "ensembl_gene_id"
+    assert list(store.labels("symbol")) == [identity.symbol_of(g) for g in store.ids]
+    assert store.manifest["provenance"]["gene_id_release"] == identity.release
+    assert store.manifest["checkpoint"]["files"][0]["path"] == str(path)
+
+
+def test_missing_network_file_is_a_one_line_error(tmp_path):
+    registry = tmp_path / "registry.yaml"
+    registry.write_text("models:\n  string-missing:\n    provider: string-spectral\n    parameters: {network: /no/such/file.tsv}\n")
+    outcome = run_cli("extract", "--model", "string-missing", "--registry", registry, "--out", tmp_path / "s.zarr")
+    assert_one_line_error(outcome, "/no/such/file.tsv", "does not exist")
+
+
+def test_links_without_their_info_file_is_a_one_line_error(tmp_path, real_edges):
+    links = write_string_download(tmp_path, real_edges.head(5))
+    (tmp_path / "9606.protein.info.v12.0.txt.gz").unlink()
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(f"models:\n  s:\n    provider: string-spectral\n    parameters: {{network: '{links}', dim: 2}}\n")
+    outcome = run_cli("extract", "--model", "s", "--registry", registry, "--out", tmp_path / "s.zarr")
+    assert_one_line_error(outcome, "9606.protein.info.v12.0.txt.gz", "protein_info")
+
+
+def test_demo_model_embeds_the_bundled_subgraph_without_input(tmp_path):
+    out = run_cli("extract", "--model", "string-spectral-demo", "--out", tmp_path / "demo.zarr")
+    assert out.exit_code == 0, out
+    store = EmbeddingStore.open(tmp_path / "demo.zarr")
+    provider = StringSpectral(StringSpectral.Parameters(network="bundled-demo", min_score=900, dim=32))
+    assert list(store.ids) == provider.network().genes
+    assert store.dim == 32 and store.manifest["counts"]["failed"] == 0
+    assert store.manifest["provenance"]["largest_component_genes"] == len(store.ids)
