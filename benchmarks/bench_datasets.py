@@ -51,7 +51,10 @@ def embhub_run(raw: Path, out: Path, ceiling: bool) -> dict:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-c", PREPARE_IN_CHILD, str(raw), str(out), "1" if ceiling else "0"],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -93,7 +96,10 @@ def in_memory_ceiling(raw: Path, n_outer: int = 10, n_inner: int = 10) -> float:
     root = np.random.SeedSequence(5050)
     for line in obs["cell_line"].unique():
         mine = obs[obs["cell_line"] == line]
-        groups = {p: [g.index.to_numpy() for _, g in frame.groupby("gem_group")] for p, frame in mine.groupby("gene_id", observed=True)}
+        groups = {
+            p: [g.index.to_numpy() for _, g in frame.groupby("gem_group")]
+            for p, frame in mine.groupby("gene_id", observed=True)
+        }
         for pert, sequence in zip(sorted(groups), root.spawn(len(groups))):
             batches = groups[pert]
             for child in sequence.spawn(n_outer):
@@ -119,15 +125,21 @@ def main() -> None:
             raw = write_large_replogle(tmp / f"raw_{n}.h5ad", n, args.genes)
             run = embhub_run(raw, tmp / f"p_{n}.zarr", ceiling=n == args.cells[0])
             rows.append((n, raw, run))
-            print(f"{n:>8} {n * args.genes * 8 / 2**20:>10.0f} {run['peak_prepare_kb'] / 1024:>13.0f} {n / run['prepare_s']:>16.0f}")
+            print(
+                f"{n:>8} {n * args.genes * 8 / 2**20:>10.0f} {run['peak_prepare_kb'] / 1024:>13.0f} {n / run['prepare_s']:>16.0f}"
+            )
         n, raw, run = rows[0]
         baseline_prepare = in_memory_prepare(raw)
         baseline_ceiling = in_memory_ceiling(raw)
         print(f"\non {n} cells × {args.genes} genes (baseline: whole matrix in memory, pandas + scipy):")
-        print(f"prepare: embhub {n / run['prepare_s']:.0f} cells/s, in-memory {n / baseline_prepare:.0f} cells/s, "
-              f"ratio {baseline_prepare / run['prepare_s']:.2f}x")
-        print(f"ceiling: embhub {n / run['ceiling_s']:.0f} cells/s, in-memory {n / baseline_ceiling:.0f} cells/s, "
-              f"ratio {baseline_ceiling / run['ceiling_s']:.2f}x")
+        print(
+            f"prepare: embhub {n / run['prepare_s']:.0f} cells/s, in-memory {n / baseline_prepare:.0f} cells/s, "
+            f"ratio {baseline_prepare / run['prepare_s']:.2f}x"
+        )
+        print(
+            f"ceiling: embhub {n / run['ceiling_s']:.0f} cells/s, in-memory {n / baseline_ceiling:.0f} cells/s, "
+            f"ratio {baseline_ceiling / run['ceiling_s']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

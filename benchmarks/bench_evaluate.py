@@ -62,7 +62,9 @@ def sklearn_store_fold(fold: FoldData, x: np.ndarray, folds: np.ndarray, k_grid=
         return -np.mean(np.linalg.norm(y - y_hat, axis=1))
 
     test = folds == fold.fold
-    pipeline = Pipeline([("scaler", StandardScaler()), ("pca", PCA(100, svd_solver="full")), ("knn", KNeighborsRegressor())])
+    n_train = int((~test).sum())
+    n_components = min(100, x.shape[1], n_train - -(-n_train // 5))
+    pipeline = Pipeline([("scaler", StandardScaler()), ("pca", PCA(n_components, svd_solver="full")), ("knn", KNeighborsRegressor())])
     search = GridSearchCV(pipeline, {"knn__n_neighbors": list(k_grid)}, cv=KFold(5, shuffle=True, random_state=42),
                           scoring=make_scorer(neg_l2))
     search.fit(x[~test].astype(np.float64), fold.y_train)
@@ -79,7 +81,9 @@ def main() -> None:
     parser.add_argument("--sweep-dim", type=int, default=512, help="dimension of the 33 sweep stores")
     parser.add_argument("--full-sweep", action="store_true", help="run all 4 × 5 (cell line, fold) units instead of projecting")
     parser.add_argument("--skip-sklearn", action="store_true")
+    parser.add_argument("--deg", action="store_true", help="also time one DEG logistic fit (Essential size) on the picked device")
     args = parser.parse_args()
+    import scipy.stats  # noqa: F401  (warm the import so it is not timed as work)
 
     print(f"machine: {platform.processor() or platform.machine()}, data {args.perts} perturbations × {args.genes} genes")
     latent, lfc, folds = synthetic(args.perts, args.genes)
@@ -106,6 +110,9 @@ def main() -> None:
                      f" | identical numbers: {same} (max |Δ prediction| {difference:.1e})")
         print(line, flush=True)
 
+    if args.deg:
+        time_logistic(int((folds != 0).sum()), args.genes)
+
     xs = [store_vectors(latent, args.sweep_dim, 1000 + i) for i in range(args.stores)]
     units = [(c, f) for c in range(4) for f in range(5)] if args.full_sweep else [(0, 0)]
     start = time.perf_counter()
@@ -119,6 +126,25 @@ def main() -> None:
     else:
         print(f"Essential kNN sweep shape ({args.stores} stores × 4 cell lines × 5 folds, d={args.sweep_dim}): "
               f"{elapsed * 20:.1f} s projected from one (cell line, fold) measured in {elapsed:.1f} s")
+
+
+def time_logistic(n_train: int, n_genes: int) -> None:
+    import torch
+
+    from embhub.accel import pick_device
+    from embhub.evaluate.deg import fit_logistic
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n_train, 100))
+    labels = np.where(rng.random((n_train, n_genes)) < 0.1, rng.choice([-1, 1], size=(n_train, n_genes)), 0)
+    device = pick_device("auto")
+    fit_logistic(x[:64], labels[:64, :50], 1e3)
+    start = time.perf_counter()
+    fit_logistic(x, labels, 1e3)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    print(f"DEG logistic: one L-BFGS fit ({n_train} × 100 → 3 × {n_genes}) on {device}: {time.perf_counter() - start:.2f} s "
+          f"(a C grid search is 21 fits per store × fold)")
 
 
 if __name__ == "__main__":

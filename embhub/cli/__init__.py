@@ -37,12 +37,13 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from embhub.cli import datasets, evaluate, extract, fuse, ids, listing, stores
+    from embhub.cli import datasets, evaluate, extract, fuse, genept_import, ids, listing, stores
 
     app.command("plugins")(listing.plugins_command)
     app.command("models")(listing.models_command)
     app.command("extract")(extract.extract_command)
     app.add_typer(stores.app, name="stores", help="List, inspect, verify, import and export embedding stores.")
+    stores.app.command("import-genept")(genept_import.import_genept_command)
     app.add_typer(ids.app, name="ids", help="Check and map gene identifiers.")
     app.add_typer(datasets.app, name="datasets", help="List, prepare and simulate perturbation datasets.")
     for module in (datasets, evaluate, fuse):

@@ -43,7 +43,9 @@ def list_command() -> None:
 def prepare_command(
     name: str = typer.Argument(..., help="Dataset recipe (see 'embhub datasets list')."),
     raw: List[Path] = typer.Option(..., "--raw", help="Raw file(s) in the dataset's public layout."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .zarr (default $EMBHUB_HOME/datasets/NAME.zarr)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Output .zarr (default $EMBHUB_HOME/datasets/NAME.zarr)."
+    ),
     layer: Optional[str] = typer.Option(None, help="h5ad layer holding raw counts (default X)."),
 ) -> None:
     """Stream the raw cells once and write responses, DEG labels and folds (memory stays flat in cells)."""
@@ -59,7 +61,9 @@ def prepare_command(
 def import_command(
     name: str = typer.Argument(..., help="essential, norman, sciplex3 or tahoe."),
     files: List[Path] = typer.Argument(..., help="The study's pseudobulk .h5ad and optionally its DEG .h5ad."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .zarr (default $EMBHUB_HOME/datasets/NAME.zarr)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Output .zarr (default $EMBHUB_HOME/datasets/NAME.zarr)."
+    ),
 ) -> None:
     """Import the reference study's preprocessed files (with their folds) so they can be evaluated at once."""
     from embhub.datasets.preprocessed import import_study_files
@@ -73,7 +77,9 @@ def demo_command(
     perturbations: int = typer.Option(200, help="Knocked-down genes (from the bundled STRING subgraph)."),
     cell_lines: int = typer.Option(2, help="Simulated cell lines (1-4)."),
     seed: int = typer.Option(0, help="Simulation seed."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Prepared .zarr (default $EMBHUB_HOME/datasets/demo.zarr)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Prepared .zarr (default $EMBHUB_HOME/datasets/demo.zarr)."
+    ),
     ceiling: bool = typer.Option(True, help="Also bootstrap the experimental-error ceiling."),
     jobs: int = typer.Option(1, help="Processes for the ceiling bootstrap."),
 ) -> None:

@@ -15,5 +15,7 @@ def dataset_recipes() -> dict[str, type[Dataset]]:
 def dataset_recipe(name: str) -> Dataset:
     recipes = dataset_recipes()
     if name not in recipes:
-        raise InputError(f"unknown dataset '{name}' (known: {', '.join(recipes) or 'none'}); see 'embhub datasets list'")
+        raise InputError(
+            f"unknown dataset '{name}' (known: {', '.join(recipes) or 'none'}); see 'embhub datasets list'"
+        )
     return recipes[name]()

@@ -141,7 +141,9 @@ def bootstrap_line(
 
     control_reps = None
     if pooled is not None:
-        (control_reps,) = _stream(source, plan, dataset, [_rows(pooled, control_seed, n_outer, n_inner)], n_reps + 1, n_total, file_offsets)
+        (control_reps,) = _stream(
+            source, plan, dataset, [_rows(pooled, control_seed, n_outer, n_inner)], n_reps + 1, n_total, file_offsets
+        )
     per_chunk = max(1, int(memory_budget // ((n_reps + 1) * n_genes * 8)))
     results = {key: np.zeros((len(groups), len(quantiles))) for key in ("l2", "mse", "mae")}
     for start in range(0, len(groups), per_chunk):
@@ -205,7 +207,12 @@ def _stream(source, plan, dataset, rows, n_rows, n_total, file_offsets) -> list[
 
 
 def compute_ceiling(
-    dataset: Dataset, source: CellSource, n_outer: int = N_OUTER, n_inner: int | None = None, seed: int = SEED, n_jobs: int = 1
+    dataset: Dataset,
+    source: CellSource,
+    n_outer: int = N_OUTER,
+    n_inner: int | None = None,
+    seed: int = SEED,
+    n_jobs: int = 1,
 ) -> tuple[Plan, dict[str, dict[str, np.ndarray]]]:
     """Bootstrap quantiles for every cell line of ``source``: ``{line: {"l2"|"mse"|"mae": (n_perts, Q)}}``."""
     plan = plan_groups(source, dataset)
@@ -276,7 +283,9 @@ def ceiling_of_prepared(
         if list(stored.pert_ids) != list(line.pert_ids):
             raise InputError(f"raw files of '{prepared.name}' no longer give its perturbations; prepare it again")
         l2 = results[line.name]["l2"]
-        write_ceiling(prepared.path, line.name, QUANTILES, l2, {k: v for k, v in results[line.name].items() if k != "l2"})
+        write_ceiling(
+            prepared.path, line.name, QUANTILES, l2, {k: v for k, v in results[line.name].items() if k != "l2"}
+        )
         q90 = l2[:, QUANTILES.index(CEILING_QUANTILE)]
         folds = stored.folds
         per_fold = {str(f): float(q90[folds == f].mean()) for f in sorted(set(folds)) if f >= 0}

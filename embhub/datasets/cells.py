@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from embhub.errors import InputError
 
@@ -24,7 +27,7 @@ TARGET_SUM = 1e4
 DEFAULT_BLOCK_CELLS = 8192
 
 
-def read_obs_var(path: Path) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+def read_obs_var(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``obs`` and ``var`` tables of an h5ad file, without loading its matrix."""
     import h5py
     from anndata.io import read_elem
@@ -47,15 +50,6 @@ class CountMatrix:
     @property
     def key(self) -> str:
         return "X" if self.layer is None else f"layers/{self.layer}"
-
-    def shape(self) -> tuple[int, int]:
-        import h5py
-
-        with h5py.File(self.path, "r") as handle:
-            node = self._node(handle)
-            if hasattr(node, "attrs") and "shape" in node.attrs and not hasattr(node, "dtype"):
-                return tuple(int(v) for v in node.attrs["shape"])
-            return tuple(node.shape)
 
     def blocks(self) -> Iterator[tuple[int, "object"]]:
         """Yield ``(first_row, csr_matrix (rows, n_genes) float64)`` over all cells, in file order."""
@@ -148,12 +142,19 @@ class TripletMatrix:
         import pandas as pd
 
         reader = pd.read_csv(
-            self.path, sep=r"\s+", header=None, names=["gene", "cell", "count"], chunksize=self.chunk_entries,
-            dtype={"gene": np.int64, "cell": np.int64, "count": np.float64}, comment="%",
+            self.path,
+            sep=r"\s+",
+            header=None,
+            names=["gene", "cell", "count"],
+            chunksize=self.chunk_entries,
+            dtype={"gene": np.int64, "cell": np.int64, "count": np.float64},
+            comment="%",
         )
         for chunk in reader:
             genes, cells, counts = chunk["gene"].to_numpy() - 1, chunk["cell"].to_numpy() - 1, chunk["count"].to_numpy()
-            if len(genes) and (genes.min() < 0 or genes.max() >= self.n_genes or cells.min() < 0 or cells.max() >= self.n_cells):
+            if len(genes) and (
+                genes.min() < 0 or genes.max() >= self.n_genes or cells.min() < 0 or cells.max() >= self.n_cells
+            ):
                 raise InputError(f"{self.path}: a triplet names a gene or cell outside the annotation tables")
             yield genes, cells, counts
 
@@ -168,7 +169,9 @@ class TripletMatrix:
                     f"{self.path}: entry {counts[bad][0]:.4g} is not a count; embhub needs the raw UMI triplets"
                 )
             sizes["all"] += np.bincount(cells, weights=counts, minlength=self.n_cells)
-            sizes["panel"] += np.bincount(cells[in_panel[genes]], weights=counts[in_panel[genes]], minlength=self.n_cells)
+            sizes["panel"] += np.bincount(
+                cells[in_panel[genes]], weights=counts[in_panel[genes]], minlength=self.n_cells
+            )
         return sizes
 
     def normalised_blocks(self, panel: np.ndarray, libraries: tuple[str, ...]) -> Iterator[tuple[int, int, dict]]:

@@ -40,7 +40,11 @@ def build_demo(
         extra_manifest={
             "simulated": True,
             "description": SIMULATED_NOTE,
-            "simulation": {**asdict(spec), "network": "bundled STRING subgraph", "network_file": demo_network_path().name},
+            "simulation": {
+                **asdict(spec),
+                "network": "bundled STRING subgraph",
+                "network_file": demo_network_path().name,
+            },
         },
     )
     if ceiling:

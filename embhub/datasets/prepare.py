@@ -137,7 +137,12 @@ def line_deg(plan: Plan, sums: Sums, index: int, dataset: Dataset) -> tuple[np.n
     per_pair = np.zeros((len(line.deg_pairs), n_genes), dtype=np.int8)
     for k, (p, b) in enumerate(line.deg_pairs):
         scores, pvalues = welch_scores(
-            mean[k : k + 1], var[k : k + 1], sums.deg_n[groups][k : k + 1], ref_mean[b], ref_var[b], line.control_counts[b]
+            mean[k : k + 1],
+            var[k : k + 1],
+            sums.deg_n[groups][k : k + 1],
+            ref_mean[b],
+            ref_var[b],
+            line.control_counts[b],
         )
         per_pair[k] = deg_labels(scores, pvalues)[0]
     for p in np.unique(line.deg_pairs[:, 0]) if len(line.deg_pairs) else []:

@@ -81,7 +81,9 @@ def import_study_files(name: str, files: Sequence[Path], out: Path | None = None
         rows = lfc_rows[lfc_rows["cell_line"] == line].sort_values("pert_id")
         duplicated = rows["pert_id"].duplicated()
         if duplicated.any():
-            raise InputError(f"{files[0]}: perturbation '{rows['pert_id'][duplicated].iloc[0]}' appears twice in {line}")
+            raise InputError(
+                f"{files[0]}: perturbation '{rows['pert_id'][duplicated].iloc[0]}' appears twice in {line}"
+            )
         x = _dense(lfc.X, rows.index.to_numpy())
         labels, mask = None, None
         if deg_matrix is not None:
@@ -103,7 +105,9 @@ def import_study_files(name: str, files: Sequence[Path], out: Path | None = None
 def _rows(adata, layout: StudyLayout, path: Path) -> pd.DataFrame:
     obs = adata.obs
     if layout.key_column not in obs:
-        raise InputError(f"{path}: obs has no column '{layout.key_column}'; is this the study's {layout.key_namespace} file?")
+        raise InputError(
+            f"{path}: obs has no column '{layout.key_column}'; is this the study's {layout.key_namespace} file?"
+        )
     if "cell_line" in obs:
         lines = obs["cell_line"].astype(str).to_numpy()
     elif layout.default_cell_line:
@@ -119,7 +123,13 @@ def _rows(adata, layout: StudyLayout, path: Path) -> pd.DataFrame:
     else:
         labels = obs[layout.label_column].astype(str).to_numpy() if layout.label_column in obs else keys
     return pd.DataFrame(
-        {"pert_id": keys, "pert_label": labels, "cell_line": lines, "fold": _folds(obs, path), "row": np.arange(len(obs))}
+        {
+            "pert_id": keys,
+            "pert_label": labels,
+            "cell_line": lines,
+            "fold": _folds(obs, path),
+            "row": np.arange(len(obs)),
+        }
     )
 
 
@@ -136,7 +146,9 @@ def _folds(obs: pd.DataFrame, path: Path) -> np.ndarray:
 
 
 def _genes(var: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    ids = var["ensembl_gene_id"].astype(str).to_numpy() if "ensembl_gene_id" in var else var.index.astype(str).to_numpy()
+    ids = (
+        var["ensembl_gene_id"].astype(str).to_numpy() if "ensembl_gene_id" in var else var.index.astype(str).to_numpy()
+    )
     for column in ("symbol", "gene_name", "gene_symbol"):
         if column in var:
             return ids, var[column].astype(str).to_numpy()

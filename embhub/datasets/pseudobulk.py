@@ -129,7 +129,9 @@ def _plan_line(
                 "(kept: the global control applies, as in the study)"
             )
     alias_columns = [c for c in cells.columns if c.startswith("alias_")]
-    aliases = perturbed.groupby("pert_id", sort=True)[alias_columns].first().reindex(pert_ids) if alias_columns else None
+    aliases = (
+        perturbed.groupby("pert_id", sort=True)[alias_columns].first().reindex(pert_ids) if alias_columns else None
+    )
     line = LinePlan(name, pert_ids, labels.to_numpy(dtype=str), batches, counts, control_counts, used)
     if aliases is not None:
         line.aliases = {c.removeprefix("alias_"): aliases[c].astype(str).to_numpy() for c in alias_columns}

@@ -60,7 +60,9 @@ def load_demo_network() -> pd.DataFrame:
         return pd.read_csv(handle, sep="\t")
 
 
-def propagated_effects(edges: pd.DataFrame, genes: list[str], spec: ScreenSpec, rng: np.random.Generator) -> list[np.ndarray]:
+def propagated_effects(
+    edges: pd.DataFrame, genes: list[str], spec: ScreenSpec, rng: np.random.Generator
+) -> list[np.ndarray]:
     """Per cell line, the log-scale effect matrix ``(n_genes, n_genes)``: column k = knock-down of gene k."""
     import scipy.sparse as sp
 

@@ -3,24 +3,48 @@
 Real layout (the study's merged ``raw_data.h5ad``, or one file per cell line): raw counts in X; obs ``gene``
 (target symbol, ``non-targeting`` for controls), ``gene_id`` (Ensembl id), ``gem_group`` (the batch),
 ``cell_line`` and ``is_control``; var indexed by Ensembl id with ``gene_name`` (or indexed by symbol with
-``gene_id``). Several files are joined on their common genes.
+``gene_id``). Several files are joined on their common genes. The original per-cell-line figshare/GEO files
+lack ``cell_line`` and ``is_control``: the cell line is then read from the file name (``K562_essential_raw_…``)
+and controls are the ``non-targeting`` cells.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from embhub.datasets.recipe import Dataset
 from embhub.errors import InputError
 
-OBS_COLUMNS = ("gene", "gene_id", "gem_group", "cell_line", "is_control")
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from embhub.datasets.recipe import CellSource
+
+OBS_COLUMNS = ("gene", "gene_id", "gem_group")
+CONTROL_LABEL = "non-targeting"
+CELL_LINE_IN_FILENAME = {"k562": "K-562", "rpe1": "hTERT-RPE1", "hepg2": "Hep-G2", "jurkat": "Jurkat"}
+
+
+def cell_line_of(obs: pd.DataFrame, path: Path) -> np.ndarray:
+    """obs ``cell_line``, or the cell line named in a per-cell-line file's name (``K562_essential_raw…``)."""
+    import numpy as np
+
+    if "cell_line" in obs:
+        return obs["cell_line"].astype(str).to_numpy()
+    lowered = path.name.lower().replace("-", "").replace("_", "")
+    found = [line for token, line in CELL_LINE_IN_FILENAME.items() if token in lowered]
+    if len(found) != 1:
+        raise InputError(
+            f"{path}: obs has no column 'cell_line' and the file name names no single cell line "
+            f"({', '.join(CELL_LINE_IN_FILENAME)}); add obs['cell_line'] or rename the file"
+        )
+    return np.full(len(obs), found[0])
 
 
 def gene_panel(var: pd.DataFrame, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Ensembl ids and symbols of a var table indexed by Ensembl id (``gene_name``) or by symbol (``gene_id``)."""
-    import numpy as np
-
     index = var.index.astype(str).to_numpy()
     if len(index) and all(i.startswith("ENSG") for i in index[:50]):
         symbols = var["gene_name"].astype(str).to_numpy() if "gene_name" in var else index
@@ -74,11 +98,15 @@ class Essential(Dataset):
         files = []
         for path, obs, ids, _ in tables:
             position = pd.Index(ids).get_indexer(gene_ids)
-            is_control = as_bool(obs["is_control"])
+            is_control = (
+                as_bool(obs["is_control"])
+                if "is_control" in obs
+                else (obs["gene"].astype(str) == CONTROL_LABEL).to_numpy()
+            )
             gene_id = obs["gene_id"].astype(str).to_numpy()
             cells = pd.DataFrame(
                 {
-                    "cell_line": obs["cell_line"].astype(str).to_numpy(),
+                    "cell_line": cell_line_of(obs, path),
                     "batch": obs["gem_group"].astype(str).to_numpy(),
                     "pert_id": np.where(is_control, "", gene_id),
                     "pert_label": np.where(is_control, "non-targeting", obs["gene"].astype(str).to_numpy()),

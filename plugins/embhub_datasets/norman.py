@@ -12,10 +12,13 @@ as the study did.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from embhub.datasets.recipe import Dataset
 from embhub.errors import InputError
+
+if TYPE_CHECKING:
+    from embhub.datasets.recipe import CellSource
 
 HAND_MAPPED = {"C19orf26": "ENSG00000099625", "KIAA1804": "ENSG00000143674", "C3orf72": "ENSG00000206262"}
 CELL_LINE = "K-562"
@@ -72,7 +75,11 @@ class Norman(Dataset):
         symbol_to_id = dict(zip(var.index.astype(str), ensembl))
         symbol_to_id.update(HAND_MAPPED)
         perturbation = obs["perturbation"].astype(str).to_numpy()
-        n_perts = obs["nperts"].to_numpy() if "nperts" in obs else np.array([0 if p == "control" else p.count("_") + 1 for p in perturbation])
+        n_perts = (
+            obs["nperts"].to_numpy()
+            if "nperts" in obs
+            else np.array([0 if p == "control" else p.count("_") + 1 for p in perturbation])
+        )
         is_control = n_perts == 0
         pert_id = np.array([symbol_to_id.get(p, "") if not c else "" for p, c in zip(perturbation, is_control)])
         single = n_perts <= 1

@@ -14,14 +14,23 @@ Perturbations are keyed by drug name (the study's key; sciPlex files carry no st
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from embhub.datasets.recipe import Dataset
 from embhub.errors import InputError
 
+if TYPE_CHECKING:
+    from embhub.datasets.recipe import CellSource
+
 CONTROL = "Vehicle"
 DOSE_NM = 10000.0
-ROLES = {"count.matrix": "matrix", "gene.annotations": "genes", "cell.annotations": "cells", "pdata": "pdata", "mart": "mart"}
+ROLES = {
+    "count.matrix": "matrix",
+    "gene.annotations": "genes",
+    "cell.annotations": "cells",
+    "pdata": "pdata",
+    "mart": "mart",
+}
 
 
 def assign_roles(raw: Sequence[Path]) -> dict[str, Path]:
@@ -30,11 +39,15 @@ def assign_roles(raw: Sequence[Path]) -> dict[str, Path]:
         lowered = path.name.lower()
         role = next((r for key, r in ROLES.items() if key in lowered), None)
         if role is None:
-            raise InputError(f"{path}: not a sciPlex3 file (expected *UMI.count.matrix, *gene.annotations.txt, *cell.annotations.txt, *pData.txt)")
+            raise InputError(
+                f"{path}: not a sciPlex3 file (expected *UMI.count.matrix, *gene.annotations.txt, *cell.annotations.txt, *pData.txt)"
+            )
         roles[role] = path
     for role in ("matrix", "genes", "cells", "pdata"):
         if role not in roles:
-            raise InputError(f"sciplex3 needs its {role} file ({[k for k, r in ROLES.items() if r == role][0]}); give all four GEO files")
+            raise InputError(
+                f"sciplex3 needs its {role} file ({[k for k, r in ROLES.items() if r == role][0]}); give all four GEO files"
+            )
     return roles
 
 
@@ -43,8 +56,12 @@ class Sciplex3(Dataset):
     entity = "drug"
     key_namespace = "drug_name"
     description = "sci-Plex3 drug screen (A549, K562, MCF7), 10 µM, plate-matched controls"
-    citation = "Srivatsan et al. (2020) Massively multiplex chemical transcriptomics at single-cell resolution, Science 367:45"
-    raw_files = "GEO GSM4150378: UMI.count.matrix, gene.annotations, cell.annotations, pData [+ mart protein-coding list]"
+    citation = (
+        "Srivatsan et al. (2020) Massively multiplex chemical transcriptomics at single-cell resolution, Science 367:45"
+    )
+    raw_files = (
+        "GEO GSM4150378: UMI.count.matrix, gene.annotations, cell.annotations, pData [+ mart protein-coding list]"
+    )
     control = "batch"
     deg = "plate_vote"
     deg_min_cells = 20
@@ -70,10 +87,14 @@ class Sciplex3(Dataset):
             pdata = pdata.set_index(pdata["cell"].astype(str))
             missing = ~pd.Index(barcodes).isin(pdata.index)
             if missing.any():
-                raise InputError(f"{roles['pdata']}: {int(missing.sum())} cells of the matrix have no pData row (first {barcodes[missing][0]})")
+                raise InputError(
+                    f"{roles['pdata']}: {int(missing.sum())} cells of the matrix have no pData row (first {barcodes[missing][0]})"
+                )
             pdata = pdata.loc[barcodes]
         elif len(pdata) != len(barcodes):
-            raise InputError(f"{roles['pdata']}: {len(pdata)} rows for {len(barcodes)} cells and no 'cell' column to match them")
+            raise InputError(
+                f"{roles['pdata']}: {len(pdata)} rows for {len(barcodes)} cells and no 'cell' column to match them"
+            )
         panel = np.arange(len(genes))
         notes = []
         if "mart" in roles:

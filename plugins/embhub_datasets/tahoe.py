@@ -14,10 +14,16 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from embhub.datasets.recipe import Dataset
 from embhub.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from embhub.datasets.recipe import CellSource
 
 CONTROL_DRUG = "DMSO_TF"
 DOSE_UM = 5.0
@@ -106,8 +112,17 @@ class Tahoe(Dataset):
         exclusions: dict[str, int] = {}
         files = []
         for path, obs, var in tables:
-            files.append(CellFile(CountMatrix(path, layer), self._cells(path, obs, exclusions), pd.Index(var.index.astype(str)).get_indexer(symbols)))
-        notes = [f"gene panel: {len(symbols)} genes" + (" from the given gene list" if panel_symbols else " (all genes common to the files)")]
+            files.append(
+                CellFile(
+                    CountMatrix(path, layer),
+                    self._cells(path, obs, exclusions),
+                    pd.Index(var.index.astype(str)).get_indexer(symbols),
+                )
+            )
+        notes = [
+            f"gene panel: {len(symbols)} genes"
+            + (" from the given gene list" if panel_symbols else " (all genes common to the files)")
+        ]
         return CellSource(files, gene_ids, symbols, exclusions=exclusions, notes=notes)
 
     def _cells(self, path: Path, obs: pd.DataFrame, exclusions: dict[str, int]) -> pd.DataFrame:
@@ -125,9 +140,11 @@ class Tahoe(Dataset):
         pert_id = np.array(["" if (c or np.isnan(v)) else str(int(v)) for c, v in zip(is_control, cid)])
         line = obs[line_column].astype(str).to_numpy()
         reasons = {
-            "cells failing pass_filter": obs["pass_filter"].astype(str).to_numpy() != "full"
-            if "pass_filter" in obs
-            else np.zeros(len(obs), bool),
+            "cells failing pass_filter": (
+                obs["pass_filter"].astype(str).to_numpy() != "full"
+                if "pass_filter" in obs
+                else np.zeros(len(obs), bool)
+            ),
             "cells of the five low-quality cell lines": np.isin(line, LOW_QUALITY_LINES),
             "cells of the three dropped drugs": np.isin(drug, DROPPED_DRUGS),
             f"cells at doses other than {DOSE_UM} µM": ~is_control & (dose != DOSE_UM),

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from embhub.errors import InputError
 from embhub.hookspecs import hookimpl
+from embhub.identity.genes import GENE_INPUT_COLUMNS
 from embhub.provider import Embedded, Failure, Item, Provider
 
 from embhub_esm2.encoder import ESM2_TRAINING_WINDOW
@@ -34,7 +35,7 @@ class Esm2Embeddings(Provider):
     )
     description = "ESM-2 mean-pooled embedding of each gene's canonical protein (UniProt FASTA)"
     requires = ("torch", "transformers")
-    input_columns = ("gene", "gene_id", "symbol", "gene_symbol", "ensembl_gene_id", "ensembl_id", "uniprot", "value")
+    input_columns = (*GENE_INPUT_COLUMNS, "uniprot", "uniprot_id")
     default_batch_size = 256
 
     @dataclass

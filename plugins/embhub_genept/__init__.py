@@ -4,7 +4,7 @@ GenePT (Chen & Zou 2024) embeds each gene's NCBI summary with a text-embedding m
 the same with any sentence-transformers encoder, from NCBI summaries the user supplies
 (``ncbi_summaries: PATH``) or, offline by default, from descriptions built out of the shipped NCBI Gene
 + GO table (:mod:`embhub_genept.gene_text`). GenePT's published vectors can be imported as a store
-instead (:mod:`embhub_genept.genept_file`, ``embhub import-genept``). torch is imported only when
+instead (:mod:`embhub_genept.genept_file`, ``embhub stores import-genept``). torch is imported only when
 embedding.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from embhub.hookspecs import hookimpl
+from embhub.identity.genes import GENE_INPUT_COLUMNS
 from embhub.provider import Embedded, Failure, Item, Provider
 
 from embhub_genept.text_encoder import BUNDLED_MINILM
@@ -36,7 +37,7 @@ class GenePTEmbeddings(Provider):
     )
     description = "sentence-encoder embedding of a text describing each gene (NCBI summary or name + GO terms)"
     requires = ("torch", "sentence_transformers")
-    input_columns = ("gene", "gene_id", "symbol", "gene_symbol", "ensembl_gene_id", "ensembl_id", "value")
+    input_columns = GENE_INPUT_COLUMNS
     default_batch_size = 512
 
     @dataclass

@@ -97,9 +97,10 @@ def _normalised_adjacency(edges: np.ndarray, weights: np.ndarray, n_nodes: int):
     order = np.lexsort((cols, rows))
     indices = torch.as_tensor(np.stack([rows[order], cols[order]]), dtype=torch.long)
     values = torch.as_tensor(values[order], dtype=torch.float32)
-    matrix = torch.sparse_coo_tensor(indices, values, (n_nodes, n_nodes), check_invariants=True).coalesce()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
+        matrix = torch.sparse_coo_tensor(indices, values, (n_nodes, n_nodes), check_invariants=True).coalesce()
         return matrix.to_sparse_csr()
 
 

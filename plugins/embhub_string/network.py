@@ -50,8 +50,9 @@ class GeneNetwork:
 
     ``genes[i]`` (Ensembl id) and ``symbols[i]`` name node ``i``; ``edges`` is ``(n_edges, 2)``
     node indices with ``i < j``, ``scores`` their combined scores (0–1000, the highest when several
-    network names map to one gene pair). ``excluded`` maps an Ensembl id (or, for network names the identity layer cannot resolve, the name)
-    to why it is not a node.
+    network names map to one gene pair). ``excluded`` maps the Ensembl id of a gene in the file that
+    is not a node to why; ``unresolved`` maps each network name the identity layer cannot turn into
+    one gene to why.
     """
 
     genes: list[str]
@@ -59,6 +60,7 @@ class GeneNetwork:
     edges: np.ndarray
     scores: np.ndarray
     excluded: dict[str, str] = field(default_factory=dict)
+    unresolved: dict[str, str] = field(default_factory=dict)
     edges_read: int = 0
     edges_below_threshold: int = 0
     edges_without_gene: int = 0
@@ -93,6 +95,7 @@ class GeneNetwork:
             edges=index[self.edges[inside]],
             scores=self.scores[inside],
             excluded=excluded,
+            unresolved=self.unresolved,
             edges_read=self.edges_read,
             edges_below_threshold=self.edges_below_threshold,
             edges_without_gene=self.edges_without_gene,
@@ -205,11 +208,12 @@ def _build(names_a, names_b, scores, min_score: float, identity: GeneIdentity) -
     above = scores >= min_score
     gene_of: dict[str, str | None] = {}
     excluded: dict[str, str] = {}
+    unresolved: dict[str, str] = {}
     for name in dict.fromkeys(np.concatenate([names_a, names_b]).tolist()):
         resolution = identity.resolve(name)
         gene_of[name] = resolution.ensembl_id if resolution.resolved else None
         if not resolution.resolved:
-            excluded[name] = f"network name {identity.failure_reason(resolution)}"
+            unresolved[name] = identity.failure_reason(resolution)
     pairs: dict[tuple[str, str], float] = {}
     without_gene = 0
     for a, b, s in zip(names_a[above], names_b[above], scores[above]):
@@ -234,6 +238,7 @@ def _build(names_a, names_b, scores, min_score: float, identity: GeneIdentity) -
         edges=edges,
         scores=np.array(list(pairs.values()), dtype=float),
         excluded=excluded,
+        unresolved=unresolved,
         edges_read=len(scores),
         edges_below_threshold=int((~above).sum()),
         edges_without_gene=without_gene,

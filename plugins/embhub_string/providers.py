@@ -263,7 +263,7 @@ def _check_common(parameters) -> None:
 
 
 def _network_facts(full: GeneNetwork, kept: GeneNetwork) -> dict[str, Any]:
-    unresolved = {name: reason for name, reason in full.excluded.items() if not name.startswith("ENSG")}
+    unresolved = full.unresolved
     return {
         "network_edges_read": full.edges_read,
         "network_edges_below_min_score": full.edges_below_threshold,

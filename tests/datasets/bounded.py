@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 
 
-def write_large_replogle(path: Path, n_cells: int, n_genes: int = 2000, per_cell: int = 40, n_perts: int = 100, seed: int = 0) -> Path:
+def write_large_replogle(
+    path: Path, n_cells: int, n_genes: int = 2000, per_cell: int = 40, n_perts: int = 100, seed: int = 0
+) -> Path:
     """A sparse raw-count h5ad in the Replogle layout, ``per_cell`` non-zero genes per cell, written in chunks."""
     import h5py
     import pandas as pd

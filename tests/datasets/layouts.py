@@ -97,7 +97,10 @@ def reference_ceiling_pooled(path: Path, line: str, n_outer: int = 10, n_inner: 
     mine = obs[obs["cell_line"] == line]
 
     def batches(frame):
-        return [frame.index[frame["gem_group"].astype(str) == g].to_numpy() for g in sorted(frame["gem_group"].astype(str).unique())]
+        return [
+            frame.index[frame["gem_group"].astype(str) == g].to_numpy()
+            for g in sorted(frame["gem_group"].astype(str).unique())
+        ]
 
     def bootstrap(batch_rows, sequence):
         means = np.zeros((n_outer, n_inner, x.shape[1]))
@@ -166,7 +169,9 @@ def reference_plate_matched(x_lfc, x_deg, cells: pd.DataFrame, min_cells: int = 
                 here = rows.index[rows["batch"] == plate].to_numpy()
                 used.append(plate)
                 diffs.append(x_lfc[here].mean(axis=0) - x_lfc[ctrl].mean(axis=0))
-                n_counted = ((mine["counted"]) & (mine["compound"] == rows["compound"].iloc[0]) & (mine["batch"] == plate)).sum()
+                n_counted = (
+                    (mine["counted"]) & (mine["compound"] == rows["compound"].iloc[0]) & (mine["batch"] == plate)
+                ).sum()
                 if n_counted > min_cells:
                     t, p = stats.ttest_ind(x_deg[here], x_deg[ctrl], equal_var=False)
                     t = np.nan_to_num(t, nan=0.0)
@@ -219,14 +224,29 @@ def tahoe_plate_files(directory: Path, seed: int = 0, n_genes: int = 30):
     symbols = [f"GENE{i}" for i in range(n_genes)]
     plan = {
         # (cell line, plate): [(drug, cid, dose, n)]
-        ("CVCL_0023", "plate1"): [("DMSO_TF", None, 0.0, 30), ("DrugA", 101, 5.0, 25), ("DrugB", 202, 5.0, 12), ("DrugA", 101, 0.5, 9)],
+        ("CVCL_0023", "plate1"): [
+            ("DMSO_TF", None, 0.0, 30),
+            ("DrugA", 101, 5.0, 25),
+            ("DrugB", 202, 5.0, 12),
+            ("DrugA", 101, 0.5, 9),
+        ],
         ("CVCL_0023", "plate2"): [("DMSO_TF", None, 0.0, 28), ("DrugA", 101, 5.0, 22), ("DrugB", 202, 5.0, 24)],
-        ("CVCL_0480", "plate1"): [("DMSO_TF", None, 0.0, 26), ("DrugA", 101, 5.0, 30), ("DrugB", 202, 5.0, 8), ("DrugB", 202, 0.5, 15)],
+        ("CVCL_0480", "plate1"): [
+            ("DMSO_TF", None, 0.0, 26),
+            ("DrugA", 101, 5.0, 30),
+            ("DrugB", 202, 5.0, 8),
+            ("DrugB", 202, 0.5, 15),
+        ],
         ("CVCL_0480", "plate2"): [("DrugC", 303, 5.0, 21), ("DrugB", 202, 5.0, 21)],
         ("CVCL_1571", "plate2"): [("DMSO_TF", None, 0.0, 5), ("DrugA", 101, 5.0, 5)],
     }
     base = rng.gamma(2.0, 2.0, n_genes)
-    effect = {"DMSO_TF": 1.0, "DrugA": rng.lognormal(0, 0.8, n_genes), "DrugB": rng.lognormal(0, 0.5, n_genes), "DrugC": 2.0}
+    effect = {
+        "DMSO_TF": 1.0,
+        "DrugA": rng.lognormal(0, 0.8, n_genes),
+        "DrugB": rng.lognormal(0, 0.5, n_genes),
+        "DrugC": 2.0,
+    }
     paths, all_counts, all_cells = [], [], []
     for plate in ("plate1", "plate2"):
         rows = []
@@ -238,12 +258,16 @@ def tahoe_plate_files(directory: Path, seed: int = 0, n_genes: int = 30):
         obs = pd.DataFrame(rows, columns=["cell_line", "plate", "drug", "pubchem_cid", "dose"])
         obs["drugname_drugconc"] = [f"[('{d}', {c}, 'uM')]" for d, c in zip(obs["drug"], obs["dose"])]
         obs["pass_filter"] = np.where(rng.random(len(obs)) < 0.05, "minimal", "full")
-        obs["canonical_smiles"] = obs["drug"].map({"DMSO_TF": "CS(C)=O", "DrugA": "CCO", "DrugB": "c1ccccc1O", "DrugC": "CC(=O)O"})
+        obs["canonical_smiles"] = obs["drug"].map(
+            {"DMSO_TF": "CS(C)=O", "DrugA": "CCO", "DrugB": "c1ccccc1O", "DrugC": "CC(=O)O"}
+        )
         mean = np.stack([base * np.asarray(effect[d]) * (1.3 if plate == "plate2" else 1.0) for d in obs["drug"]])
         counts = rng.poisson(mean * rng.lognormal(0, 0.3, (len(obs), 1))).astype(np.float32)
         obs.index = [f"{plate}_{i}" for i in range(len(obs))]
         path = directory / f"{plate}.h5ad"
-        ad.AnnData(sp.csr_matrix(counts), obs=obs.drop(columns="dose"), var=pd.DataFrame(index=symbols)).write_h5ad(path)
+        ad.AnnData(sp.csr_matrix(counts), obs=obs.drop(columns="dose"), var=pd.DataFrame(index=symbols)).write_h5ad(
+            path
+        )
         paths.append(path)
         all_counts.append(counts)
         dropped_line = obs["cell_line"] == "CVCL_1571"
@@ -252,10 +276,16 @@ def tahoe_plate_files(directory: Path, seed: int = 0, n_genes: int = 30):
                 {
                     "cell_line": obs["cell_line"].to_numpy(),
                     "batch": plate,
-                    "pert": np.where(obs["drug"] == "DMSO_TF", "", obs["pubchem_cid"].astype(str).str.replace(".0", "", regex=False)),
+                    "pert": np.where(
+                        obs["drug"] == "DMSO_TF", "", obs["pubchem_cid"].astype(str).str.replace(".0", "", regex=False)
+                    ),
                     "compound": obs["drug"].to_numpy(),
                     "is_control": (obs["drug"] == "DMSO_TF").to_numpy(),
-                    "keep": ((obs["pass_filter"] == "full") & ~dropped_line & ((obs["dose"] == 5.0) | (obs["drug"] == "DMSO_TF"))).to_numpy(),
+                    "keep": (
+                        (obs["pass_filter"] == "full")
+                        & ~dropped_line
+                        & ((obs["dose"] == 5.0) | (obs["drug"] == "DMSO_TF"))
+                    ).to_numpy(),
                     "counted": ((obs["pass_filter"] == "full") & ~dropped_line).to_numpy(),
                     "passed": (obs["pass_filter"] == "full").to_numpy(),
                 }
@@ -280,7 +310,9 @@ def sciplex_files(directory: Path, seed: int = 1, n_genes: int = 25):
     pdata["cell"] = [f"cell{i:04d}" for i in range(len(pdata))]
     base = rng.gamma(2.0, 1.5, n_genes)
     scale = {"Vehicle": 1.0, "Dex": rng.lognormal(0, 0.7, n_genes), "SAHA (Vorinostat)": rng.lognormal(0, 0.7, n_genes)}
-    counts = np.stack([rng.poisson(base * np.asarray(scale[d]) * rng.lognormal(0, 0.3)) for d in pdata["product_name"]]).astype(float)
+    counts = np.stack(
+        [rng.poisson(base * np.asarray(scale[d]) * rng.lognormal(0, 0.3)) for d in pdata["product_name"]]
+    ).astype(float)
     gene_rows, cell_rows = np.nonzero(counts.T)
     triplets = pd.DataFrame({"g": gene_rows + 1, "c": cell_rows + 1, "n": counts.T[gene_rows, cell_rows].astype(int)})
     triplets = triplets.sample(frac=1.0, random_state=0)
@@ -297,7 +329,9 @@ def sciplex_files(directory: Path, seed: int = 1, n_genes: int = 25):
     pd.DataFrame({"cell": pdata["cell"], "sample": "s"}).to_csv(paths[2], sep="\t", header=False, index=False)
     pdata.sample(frac=1.0, random_state=1).to_csv(paths[3], sep="\t", index=False)
     panel = np.arange(0, n_genes, 2)
-    pd.DataFrame({"Gene stable ID": genes["id"][panel], "Gene name": genes["name"][panel]}).to_csv(paths[4], sep="\t", index=False)
+    pd.DataFrame({"Gene stable ID": genes["id"][panel], "Gene name": genes["name"][panel]}).to_csv(
+        paths[4], sep="\t", index=False
+    )
     cells = pd.DataFrame(
         {
             "cell_line": pdata["cell_type"],
@@ -320,17 +354,25 @@ def norman_files(directory: Path, seed: int = 2, n_genes: int = 30):
     rows = []
     for gem in (1, 2, 3):
         rows += [("control", 0, gem)] * 20
-        rows += [("N0", 1, gem)] * 12 + [("N1", 1, gem)] * (8 + gem) + [("N0_N1", 2, gem)] * 5 + [("C19orf26", 1, gem)] * 4
+        rows += (
+            [("N0", 1, gem)] * 12 + [("N1", 1, gem)] * (8 + gem) + [("N0_N1", 2, gem)] * 5 + [("C19orf26", 1, gem)] * 4
+        )
     obs = pd.DataFrame(rows, columns=["perturbation", "nperts", "gemgroup"])
     obs.index = [f"c{i}" for i in range(len(obs))]
     base = rng.gamma(2.0, 2.0, n_genes)
-    counts = rng.poisson(base * rng.lognormal(0, 0.3, (len(obs), 1)) * (1 + (obs["perturbation"] == "N0").to_numpy()[:, None] * rng.random(n_genes))).astype(np.float32)
+    counts = rng.poisson(
+        base
+        * rng.lognormal(0, 0.3, (len(obs), 1))
+        * (1 + (obs["perturbation"] == "N0").to_numpy()[:, None] * rng.random(n_genes))
+    ).astype(np.float32)
     var = pd.DataFrame({"ensemble_id": ensembl}, index=symbols)
     paths = [directory / "NormanWeissman2019_filtered.h5ad", directory / "perturb_processed.h5ad"]
     ad.AnnData(sp.csr_matrix(counts), obs=obs, var=var).write_h5ad(paths[0])
     panel = np.arange(3, n_genes)
     gears_obs = pd.DataFrame({"condition": ["ctrl", "N0+ctrl"]}, index=["a", "b"])
-    ad.AnnData(np.zeros((2, len(panel)), dtype=np.float32), obs=gears_obs, var=pd.DataFrame(index=np.array(ensembl)[panel])).write_h5ad(paths[1])
+    ad.AnnData(
+        np.zeros((2, len(panel)), dtype=np.float32), obs=gears_obs, var=pd.DataFrame(index=np.array(ensembl)[panel])
+    ).write_h5ad(paths[1])
     pert = obs["perturbation"].map({"N0": ensembl[0], "N1": ensembl[1], "C19orf26": "ENSG00000099625"}).fillna("")
     cells = pd.DataFrame(
         {
@@ -344,3 +386,36 @@ def norman_files(directory: Path, seed: int = 2, n_genes: int = 30):
         }
     )
     return paths, counts.astype(np.float64), cells, panel
+
+
+def reference_ceiling_global(x, cells: pd.DataFrame, line: str, n_outer=10, n_inner=10, seed=5050):
+    """Essential-style bootstrap by hand on a standard cell table (shared control bootstrap, global point estimate)."""
+    mine = cells[(cells["cell_line"] == line) & cells["keep"]]
+
+    def batches(frame):
+        return [frame.index[frame["batch"] == b].to_numpy() for b in sorted(frame["batch"].unique())]
+
+    def bootstrap(batch_rows, sequence):
+        means = np.zeros((n_outer, n_inner, x.shape[1]))
+        for i, child in enumerate(sequence.spawn(n_outer)):
+            rng = np.random.default_rng(child)
+            drawn = rng.integers(0, len(batch_rows), len(batch_rows)) if len(batch_rows) > 1 else [0]
+            for b, grandchild in zip(drawn, child.spawn(len(drawn))):
+                rows = batch_rows[b]
+                draws = np.random.default_rng(grandchild).integers(0, len(rows), (n_inner, len(rows)))
+                for k in range(n_inner):
+                    means[i, k] += x[rows[draws[k]]].mean(axis=0) / len(drawn)
+        return means.reshape(n_outer * n_inner, -1)
+
+    root = np.random.SeedSequence(seed)
+    control_rows = batches(mine[mine["is_control"]])
+    control_boot = bootstrap(control_rows, root.spawn(1)[0])
+    control_point = np.mean([x[r].mean(0) for r in control_rows], axis=0)
+    perts = sorted(mine.loc[~mine["is_control"], "pert"].unique())
+    out = {}
+    for pert, sequence in zip(perts, root.spawn(len(perts))):
+        rows = batches(mine[mine["pert"] == pert])
+        truth = np.mean([x[r].mean(0) for r in rows], axis=0) - control_point
+        errors = np.linalg.norm(bootstrap(rows, sequence) - control_boot - truth, axis=1)
+        out[pert] = np.quantile(errors, (0.1, 0.2, 0.5, 0.8, 0.9, 0.99, 0.995))
+    return out

@@ -32,6 +32,7 @@ def test_missing_required_column(good, tmp_path):
 def test_no_control_cells(good, tmp_path):
     def no_controls(adata):
         adata.obs["is_control"] = False
+        adata.obs["gene"] = adata.obs["gene"].astype(str).replace("non-targeting", "G9")
 
     path = rewrite(good, tmp_path / "x.h5ad", no_controls)
     with pytest.raises(InputError, match="cell line 'K-562' has no control cells"):

@@ -32,7 +32,9 @@ def test_bad_raw_file_is_one_red_line(tmp_path):
 
 
 def test_demo_is_labelled_simulated(tmp_path):
-    outcome = run_cli("datasets", "demo", "--cells", "2000", "--perturbations", "20", "--no-ceiling", "--out", tmp_path / "d.zarr")
+    outcome = run_cli(
+        "datasets", "demo", "--cells", "2000", "--perturbations", "20", "--no-ceiling", "--out", tmp_path / "d.zarr"
+    )
     assert outcome.exit_code == 0, outcome.stderr
     assert "SIMULATED" in outcome.stdout
     prepared = PreparedDataset.open(tmp_path / "d.zarr")

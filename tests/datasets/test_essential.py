@@ -49,3 +49,24 @@ def test_labels_batches_and_manifest(replogle, prepared):
     assert prepared.manifest["protocol"]["control"] == "global"
     assert prepared.manifest["embhub_version"]
     assert set(line.folds) <= set(range(5))
+
+
+def test_original_per_cell_line_files_without_cell_line_column(replogle, tmp_path):
+    import anndata as ad
+
+    adata = ad.read_h5ad(replogle)
+    paths = []
+    for line, name in (
+        ("K-562", "K562_essential_raw_singlecell_01.h5ad"),
+        ("hTERT-RPE1", "rpe1_raw_singlecell_01.h5ad"),
+    ):
+        part = adata[adata.obs["cell_line"] == line].copy()
+        part.obs = part.obs.drop(columns=["cell_line", "is_control"])
+        part.write_h5ad(tmp_path / name)
+        paths.append(tmp_path / name)
+    merged = prepare_dataset(Essential(), [replogle], tmp_path / "merged.zarr")
+    split = prepare_dataset(Essential(), paths, tmp_path / "split.zarr")
+    assert split.cell_lines == merged.cell_lines
+    for line in merged.cell_lines:
+        np.testing.assert_array_equal(split.cell_line(line).lfc, merged.cell_line(line).lfc)
+        np.testing.assert_array_equal(split.cell_line(line).deg, merged.cell_line(line).deg)

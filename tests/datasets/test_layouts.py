@@ -11,6 +11,7 @@ from tests.datasets.layouts import (
     bh_by_hand,
     norman_files,
     normalised,
+    reference_ceiling_global,
     reference_ceiling_plate,
     reference_plate_matched,
     sciplex_files,
@@ -55,3 +56,9 @@ def test_norman_scperturb_with_gears_panel(tmp_path):
     assert data.deg_mask[row] and not data.deg_mask[list(data.pert_ids).index("ENSG00000000501")]
     np.testing.assert_array_equal(data.deg[row], expected_deg)
     assert prepared.manifest["exclusions"]["cells with more than one perturbation"] == 15
+    prepared = ceiling_of_prepared(str(prepared.path))
+    expected_ceiling = reference_ceiling_global(x, cells, "K-562")
+    stored = np.asarray(prepared.cell_line("K-562").group["ceiling/l2"][:])
+    for row, pert in enumerate(data.pert_ids):
+        np.testing.assert_allclose(stored[row], expected_ceiling[pert], rtol=1e-6, atol=1e-6)
+    assert prepared.manifest["ceiling"]["control"] == "global"

@@ -16,8 +16,7 @@ def test_prepare_under_a_memory_limit_smaller_than_the_dense_matrix(tmp_path):
     raw = write_large_replogle(tmp_path / "big.h5ad", n_cells, n_genes)
     dense_mb = n_cells * n_genes * 8 / 2**20
     assert dense_mb > 2 * HEADROOM_MB
-    script = textwrap.dedent(
-        f"""
+    script = textwrap.dedent(f"""
         import resource
         import anndata, h5py, scipy.sparse, scipy.stats, zarr, pandas
         from embhub.datasets.prepare import prepare_dataset
@@ -34,10 +33,15 @@ def test_prepare_under_a_memory_limit_smaller_than_the_dense_matrix(tmp_path):
             pass
         prepare_dataset(Essential(), [{str(raw)!r}], {str(tmp_path / "big.zarr")!r})
         print("prepared under", limit // 2**20, "MiB of address space")
-        """
-    )
+        """)
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     prepared = PreparedDataset.open(tmp_path / "big.zarr")
-    assert sum(prepared.manifest["counts"][line]["perturbed_cells"] + prepared.manifest["counts"][line]["control_cells"] for line in prepared.cell_lines) == n_cells
+    assert (
+        sum(
+            prepared.manifest["counts"][line]["perturbed_cells"] + prepared.manifest["counts"][line]["control_cells"]
+            for line in prepared.cell_lines
+        )
+        == n_cells
+    )

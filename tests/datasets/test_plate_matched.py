@@ -39,7 +39,9 @@ def test_exclusions_are_reported(tahoe):
     exclusions = prepared.manifest["exclusions"]
     assert exclusions["CVCL_0480: perturbations with cells in no batch that has controls"] == 1
     assert exclusions["cells failing pass_filter"] == int((~cells["passed"]).sum())
-    assert exclusions["cells of the five low-quality cell lines"] == int(((cells["cell_line"] == "CVCL_1571") & cells["passed"]).sum())
+    assert exclusions["cells of the five low-quality cell lines"] == int(
+        ((cells["cell_line"] == "CVCL_1571") & cells["passed"]).sum()
+    )
     assert "cells at doses other than 5.0 µM" in exclusions
     assert "CVCL_0480: cells in batches without controls" in exclusions
 

@@ -19,7 +19,9 @@ def essential_files(tmp_path):
     lfc.write_h5ad(tmp_path / "essential_pseudobulk_deltas_all_perts.h5ad")
     keep = obs.iloc[::-1].iloc[:-2]  # reversed order, two perturbations without DEG labels
     deg = ad.AnnData(
-        rng.integers(-1, 2, size=(len(keep), 12)).astype(np.int8), obs=keep.drop(columns="symbol"), var=pd.DataFrame(index=genes)
+        rng.integers(-1, 2, size=(len(keep), 12)).astype(np.int8),
+        obs=keep.drop(columns="symbol"),
+        var=pd.DataFrame(index=genes),
     )
     deg.write_h5ad(tmp_path / "essential_deg_with_split.h5ad")
     return lfc, deg
@@ -28,7 +30,8 @@ def essential_files(tmp_path):
 def test_essential_import_keeps_values_and_folds(tmp_path):
     lfc, deg = essential_files(tmp_path)
     prepared = import_study_files(
-        "essential", [tmp_path / "essential_pseudobulk_deltas_all_perts.h5ad", tmp_path / "essential_deg_with_split.h5ad"]
+        "essential",
+        [tmp_path / "essential_pseudobulk_deltas_all_perts.h5ad", tmp_path / "essential_deg_with_split.h5ad"],
     )
     assert prepared.cell_lines == ["Jurkat", "K-562"]
     for line in prepared.cell_lines:

@@ -155,6 +155,7 @@ def partner_ranks(vectors: np.ndarray, index: dict[str, int], pairs) -> np.ndarr
     return np.array(ranks)
 
 
+@pytest.mark.slow
 def test_interaction_partners_and_paralogs_are_nearer_than_random():
     edges = string_edges(50)
     families = symbol_families(15, 3)

@@ -72,7 +72,7 @@ def test_string_download_layout_becomes_a_gene_graph_with_recorded_exclusions(tm
     expected_genes = {identity.resolve(g).ensembl_id for g in set(real_edges["gene_a"]) | set(real_edges["gene_b"])}
     assert set(network.genes) == expected_genes
     assert len(network.edges) == len(real_edges)
-    assert network.excluded["NOT-A-REAL-GENE"].startswith("network name unknown gene id 'NOT-A-REAL-GENE'")
+    assert network.unresolved == {"NOT-A-REAL-GENE": load_gene_identity().failure_reason(identity.resolve("NOT-A-REAL-GENE"))}
 
     items = [Item("a", member), Item("b", "ZNF300"), Item("c", "MT-ND1"), Item("d", "nonsense-gene"), Item("e", absent)]
     result = provider.embed(items)
@@ -88,6 +88,7 @@ def test_string_download_layout_becomes_a_gene_graph_with_recorded_exclusions(tm
     assert facts["network_edges_with_unresolved_gene"] == 2
     assert facts["genes_outside_largest_component"] == 2
     assert facts["gene_id_release"] == identity.release
+    assert facts["unresolved_network_names"] == 1 and "NOT-A-REAL-GENE" in facts["unresolved_network_names_examples"]
     assert [p.name for p in provider.checkpoint_files()] == [links.name, "9606.protein.info.v12.0.txt.gz"]
 
 
