@@ -31,6 +31,7 @@ from tests.datasets.bounded import write_large_replogle  # noqa: E402
 
 PREPARE_IN_CHILD = """
 import json, resource, sys, time
+import anndata.io, h5py, scipy.sparse, scipy.stats, zarr  # imported before timing, like the baseline's imports
 from embhub.datasets.prepare import prepare_dataset
 from embhub.datasets.ceiling import ceiling_of_prepared
 from embhub_datasets.essential import Essential

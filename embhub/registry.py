@@ -81,7 +81,7 @@ class Registry:
 
 def load_registry(plugins: Plugins, extra_files: Iterable[str | Path] = ()) -> Registry:
     models: dict[str, ModelSpec] = {}
-    for entry in _read_file(BUILTIN_REGISTRY, "built-in registry"):
+    for entry in _read_file(BUILTIN_REGISTRY, "built-in"):
         models[entry.name] = entry
     plugin_names: dict[str, str] = {}
     for raw in plugins.model_entries:

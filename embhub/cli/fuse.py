@@ -17,7 +17,9 @@ def fuse_command(
     stores: List[str] = typer.Option(
         ..., "--stores", "-s", help="Stores to fuse (paths or model names); more may follow: --stores a b c."
     ),
-    more_stores: Optional[List[str]] = typer.Argument(None, metavar="[STORES]...", show_default=False),
+    more_stores: Optional[List[str]] = typer.Argument(
+        None, metavar="STORES", show_default=False, help="More stores, as in --stores a b c (the words after the first)."
+    ),
     task: str = typer.Option("lfc", help="lfc (regress the response) or deg (classify genes −1/0/+1)."),
     out: Path = typer.Option(Path("results"), "--out", "-o", help="Output directory; fusion rows join its results table."),
     trials: int = typer.Option(20, help="Optuna trials per fold on the inner validation split (the study used 100; 0: no search)."),
@@ -95,6 +97,8 @@ def _render(run) -> None:
     for row in attention_summary(run.attention).itertuples():
         attention.add_row(escape(row.token), f"{row.attention:.3f}", f"{row.attention_when_present:.3f}")
     console.print(attention)
+    for part, reason in run.metadata.get("skipped", {}).items():
+        error_console.print(f"[yellow]skipped {part.replace('_', ' ')}[/]: {reason}")
     uncovered = run.metadata.get("rows_without_any_embedding", 0)
     if uncovered:
         error_console.print(

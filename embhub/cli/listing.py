@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from embhub.cli.render import console, error_console
 from embhub.errors import RegistryError
@@ -32,7 +32,8 @@ def models_command(registry: Optional[List[Path]] = RegistryOption) -> None:
     """List named models: provider, entity, dimension, and whether they can run here."""
     plugins = load_plugins()
     reg = load_registry(plugins, registry or [])
-    table = Table("model", "provider", "entity", "dim", "installed", "source")
+    table = Table("provider", "entity", "dim", "installed", "source")
+    table.columns.insert(0, Column("model", no_wrap=True))
     problems = []
     for spec in sorted(reg.models.values(), key=lambda s: s.name):
         entity, dim, installed = "?", "?", ""
@@ -44,7 +45,7 @@ def models_command(registry: Optional[List[Path]] = RegistryOption) -> None:
                 known = provider_cls(parameters).dim
             except Exception:
                 known = None
-            dim = str(known) if known else "from data"
+            dim = str(known) if known else "at run"
             missing = provider_cls.missing_requirements()
             installed = f"[yellow]no: pip install {' '.join(missing)}[/]" if missing else "[green]yes[/]"
         except RegistryError as exc:

@@ -32,6 +32,7 @@ SEED = 5050
 QUANTILES = (0.1, 0.2, 0.5, 0.8, 0.9, 0.99, 0.995)
 N_OUTER = 10
 CEILING_QUANTILE = 0.9
+DENSE_ROWS = 1024
 
 
 @dataclass
@@ -200,9 +201,11 @@ def _stream(source, plan, dataset, rows, n_rows, n_total, file_offsets) -> list[
             continue
         library = dataset.ceiling_library
         for start, n_cells, normalised in file.matrix.normalised_blocks(file.panel_columns, (library,)):
-            part = matrix[:, offset + start : offset + start + n_cells]
-            if part.nnz:
-                out += part @ normalised[library].toarray()
+            x = normalised[library]
+            for sub in range(0, n_cells, DENSE_ROWS):
+                part = matrix[:, offset + start + sub : offset + start + min(sub + DENSE_ROWS, n_cells)]
+                if part.nnz:
+                    out += part @ x[sub : sub + DENSE_ROWS].toarray()
     return [out[k * n_rows : (k + 1) * n_rows] for k in range(n_sets)]
 
 
@@ -226,13 +229,13 @@ def compute_ceiling(
 
 def _batch_index(plan: Plan, cells) -> np.ndarray:
     """Batch number of each cell inside its own cell line (−1 for cells of no line)."""
-    import pandas as pd
+    from embhub.datasets.pseudobulk import positions
 
-    out = np.full(len(cells), -1, dtype=np.int64)
-    names = cells["cell_line"].astype(str).to_numpy()
-    for line in plan.lines:
-        rows = np.flatnonzero(names == line.name)
-        out[rows] = pd.Index(line.batches).get_indexer(cells["batch"].astype(str).to_numpy()[rows])
+    out = np.full(len(cells), -1, dtype=np.int32)
+    line_of_cell = positions(cells["cell_line"], np.array([line.name for line in plan.lines]))
+    for i, line in enumerate(plan.lines):
+        rows = np.flatnonzero(line_of_cell == i)
+        out[rows] = positions(cells["batch"].iloc[rows], line.batches)
     return out
 
 

@@ -56,7 +56,7 @@ class Plan:
 
 def plan_groups(source: CellSource, dataset: Dataset) -> Plan:
     """Assign every kept cell to its perturbation, batch and DEG group; refuse lines without controls."""
-    cells = pd.concat([f.cells.assign(_file=i, _row=np.arange(len(f.cells))) for i, f in enumerate(source.files)])
+    cells = _concat_categorical([f.cells for f in source.files])
     exclusions = dict(source.exclusions)
     notes: list[str] = []
     unexplained = int((~cells["keep"]).sum()) - sum(source.exclusions.values())
@@ -67,8 +67,8 @@ def plan_groups(source: CellSource, dataset: Dataset) -> Plan:
     kept = cells[cells["keep"]]
     counted = cells[cells["counted"].astype(bool) & ~cells["is_control"].astype(bool)]
     lines: list[LinePlan] = []
-    for name in sorted(kept["cell_line"].astype(str).unique()):
-        compound_counts = counted[counted["cell_line"] == name].groupby(["compound", "batch"]).size()
+    for name in sorted(str(v) for v in kept["cell_line"].unique()):
+        compound_counts = counted[counted["cell_line"] == name].groupby(["compound", "batch"], observed=True).size()
         lines.append(_plan_line(name, kept[kept["cell_line"] == name], dataset, exclusions, compound_counts, notes))
     if not lines:
         raise InputError("no cells left after the protocol's filters; check the raw files and the dataset name")
@@ -78,6 +78,29 @@ def plan_groups(source: CellSource, dataset: Dataset) -> Plan:
     plan = Plan(lines, _offsets(lfc_sizes), _offsets(control_sizes), _offsets(deg_sizes), [], exclusions, notes)
     plan.cell_codes = [_codes(plan, f.cells, dataset) for f in source.files]
     return plan
+
+
+def _concat_categorical(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate per-file cell tables keeping categorical columns categorical (shared categories)."""
+    if len(frames) == 1:
+        return frames[0]
+    frames = [frame.copy(deep=False) for frame in frames]
+    for column in frames[0].columns:
+        if all(isinstance(frame[column].dtype, pd.CategoricalDtype) for frame in frames):
+            categories = pd.Index(sorted(set().union(*(frame[column].cat.categories for frame in frames))))
+            for frame in frames:
+                frame[column] = frame[column].cat.set_categories(categories)
+    return pd.concat(frames, ignore_index=True)
+
+
+def positions(series: pd.Series, values: np.ndarray) -> np.ndarray:
+    """Index of each entry of ``series`` in ``values`` (−1 if absent), without materialising categorical strings."""
+    index = pd.Index(values)
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        lookup = index.get_indexer(series.cat.categories.astype(str))
+        codes = series.cat.codes.to_numpy()
+        return np.where(codes >= 0, lookup[codes], -1)
+    return index.get_indexer(series.astype(str))
 
 
 def _offsets(sizes: list[int]) -> np.ndarray:
@@ -96,18 +119,14 @@ def _plan_line(
     if controls.empty:
         raise InputError(f"cell line '{name}' has no control cells; check the control label of the raw file")
     perturbed = cells[~cells["is_control"]]
-    batches = np.array(sorted(cells["batch"].astype(str).unique()))
-    batch_index = {b: i for i, b in enumerate(batches)}
-    labels = perturbed.groupby("pert_id", sort=True)["pert_label"].first()
+    batches = np.array(sorted(str(v) for v in cells["batch"].unique()))
+    labels = perturbed.groupby("pert_id", sort=True, observed=True)["pert_label"].first().astype(str)
+    labels.index = labels.index.astype(str)
+    labels = labels.sort_index()
     pert_ids = labels.index.to_numpy(dtype=str)
-    pert_index = {p: i for i, p in enumerate(pert_ids)}
     counts = np.zeros((len(pert_ids), len(batches)), dtype=np.int64)
-    np.add.at(
-        counts,
-        (perturbed["pert_id"].map(pert_index).to_numpy(), perturbed["batch"].astype(str).map(batch_index).to_numpy()),
-        1,
-    )
-    control_counts = np.bincount(controls["batch"].astype(str).map(batch_index).to_numpy(), minlength=len(batches))
+    np.add.at(counts, (positions(perturbed["pert_id"], pert_ids), positions(perturbed["batch"], batches)), 1)
+    control_counts = np.bincount(positions(controls["batch"], batches), minlength=len(batches))
     present = counts > 0
     if dataset.control == "batch":
         used = present & (control_counts > 0)[None, :]
@@ -130,13 +149,13 @@ def _plan_line(
             )
     alias_columns = [c for c in cells.columns if c.startswith("alias_")]
     aliases = (
-        perturbed.groupby("pert_id", sort=True)[alias_columns].first().reindex(pert_ids) if alias_columns else None
+        _first_by_pert(perturbed, alias_columns, pert_ids) if alias_columns else None
     )
     line = LinePlan(name, pert_ids, labels.to_numpy(dtype=str), batches, counts, control_counts, used)
     if aliases is not None:
         line.aliases = {c.removeprefix("alias_"): aliases[c].astype(str).to_numpy() for c in alias_columns}
     if dataset.deg == "plate_vote":
-        compound_of = perturbed.groupby("pert_id")["compound"].first()
+        compound_of = _first_by_pert(perturbed, ["compound"], pert_ids)["compound"]
         pairs = []
         for p, pert in enumerate(pert_ids):
             for b in np.flatnonzero(used[p]):
@@ -147,22 +166,28 @@ def _plan_line(
     return line
 
 
+def _first_by_pert(perturbed: pd.DataFrame, columns: list[str], pert_ids: np.ndarray) -> pd.DataFrame:
+    first = perturbed.groupby("pert_id", observed=True)[columns].first()
+    first.index = first.index.astype(str)
+    return first.reindex(pert_ids).astype(str)
+
+
 def _codes(plan: Plan, cells: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
     """Per cell of one file: LFC group and weight, control-batch group, DEG group (−1: none)."""
     n = len(cells)
-    lfc_code = np.full(n, -1, dtype=np.int64)
+    lfc_code = np.full(n, -1, dtype=np.int32)
     lfc_weight = np.zeros(n, dtype=np.float64)
-    control_code = np.full(n, -1, dtype=np.int64)
-    deg_code = np.full(n, -1, dtype=np.int64)
-    line_names = cells["cell_line"].astype(str).to_numpy()
+    control_code = np.full(n, -1, dtype=np.int32)
+    deg_code = np.full(n, -1, dtype=np.int32)
+    line_of_cell = positions(cells["cell_line"], np.array([line.name for line in plan.lines]))
     keep = cells["keep"].to_numpy(dtype=bool)
     for i, line in enumerate(plan.lines):
-        rows = np.flatnonzero((line_names == line.name) & keep)
+        rows = np.flatnonzero((line_of_cell == i) & keep)
         sub = cells.iloc[rows]
-        b = pd.Index(line.batches).get_indexer(sub["batch"].astype(str))
+        b = positions(sub["batch"], line.batches)
         is_control = sub["is_control"].to_numpy(dtype=bool)
         control_code[rows[is_control]] = plan.control_offsets[i] + b[is_control]
-        p = pd.Index(line.pert_ids).get_indexer(sub["pert_id"].astype(str))
+        p = positions(sub["pert_id"], line.pert_ids)
         valid = ~is_control & (p >= 0)
         valid[valid] &= line.used_batches[p[valid], b[valid]]
         rows_v, p_v, b_v = rows[valid], p[valid], b[valid]

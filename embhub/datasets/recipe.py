@@ -12,6 +12,7 @@ Standard per-cell columns of ``CellFile.cells``:
     pert_label str   the dataset's own label (symbol, drug name)
     is_control bool  a control cell (non-targeting guide, vehicle)
     compound   str   optional: the perturbation ignoring dose (plate DEG counts cells over all doses)
+    String columns are stored as categoricals (a few bytes a cell), so the table stays small for 100M cells.
     keep       bool  False for cells the protocol leaves out (other doses, combinations…); counted in the manifest
     counted    bool  optional: cells counted for the plate-DEG minimum (Tahoe/Sciplex3: all doses); default keep
 """
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from embhub.datasets.cells import CountMatrix, TripletMatrix
 
 CELL_COLUMNS = ("cell_line", "batch", "pert_id", "pert_label", "is_control")
+LABEL_COLUMNS = ("cell_line", "batch", "pert_id", "pert_label", "compound")
 
 
 @dataclass
@@ -49,6 +51,9 @@ class CellFile:
             self.cells["keep"] = True
         if "compound" not in self.cells:
             self.cells["compound"] = self.cells["pert_id"]
+        for column in self.cells.columns:
+            if column in LABEL_COLUMNS or column.startswith("alias_"):
+                self.cells[column] = self.cells[column].astype("category")
 
 
 @dataclass

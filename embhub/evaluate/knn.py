@@ -43,12 +43,19 @@ def l2_for_every_k(gram: np.ndarray, query_rows: np.ndarray, neighbour_rows: np.
 
     ``query_rows`` ``(n_query,)`` and ``neighbour_rows`` ``(n_query, k_max)`` index rows of ``gram``.
     """
-    own = gram[query_rows, query_rows]
-    cross = np.cumsum(gram[query_rows[:, None], neighbour_rows], axis=1)
-    block = gram[neighbour_rows[:, :, None], neighbour_rows[:, None, :]]
+    n = gram.shape[0]
+    flat = gram.ravel()
+    own = flat.take(query_rows * (n + 1))
+    cross = np.cumsum(flat.take(query_rows[:, None] * n + neighbour_rows), axis=1)
+    k_max = max(k_grid)
+    block = flat.take(neighbour_rows[:, :k_max, None] * n + neighbour_rows[:, None, :k_max])
     out = np.empty((len(query_rows), len(k_grid)))
-    for column, k in enumerate(k_grid):
-        among = block[:, :k, :k].sum(axis=(1, 2))
+    among = np.zeros(len(query_rows))
+    previous = 0
+    for column in np.argsort(k_grid, kind="stable"):
+        k = int(k_grid[column])
+        among = among + block[:, previous:k, :k].sum(axis=(1, 2)) + block[:, :previous, previous:k].sum(axis=(1, 2))
+        previous = k
         squared = own - 2.0 * cross[:, k - 1] / k + among / (k * k)
         out[:, column] = np.sqrt(np.clip(squared, 0.0, None))
     return out
@@ -138,9 +145,9 @@ def knn_cv_predict(
     return KnnFit(predictions, k, {kk: float(-s) for kk, s in zip(grid, scores)})
 
 
-def mean_of_neighbours(y: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
-    """Uniform-weight kNN prediction ``(n_query, G)``: mean of the rows ``y[neighbours[i]]``."""
-    n_query, k = neighbours.shape
-    weights = np.zeros((n_query, y.shape[0]))
-    np.put_along_axis(weights, neighbours, 1.0 / k, axis=1)
-    return weights @ y
+def mean_of_neighbours(y: np.ndarray, neighbours: np.ndarray, chunk: int = 32) -> np.ndarray:
+    """Uniform-weight kNN prediction ``(n_query, G)``: mean of the rows ``y[neighbours[i]]`` (in query chunks)."""
+    out = np.empty((neighbours.shape[0], y.shape[1]))
+    for start in range(0, neighbours.shape[0], chunk):
+        out[start : start + chunk] = y[neighbours[start : start + chunk]].mean(axis=1)
+    return out

@@ -51,7 +51,7 @@ def l2_boxplot(frame: pd.DataFrame, out_dir: Path, metric: str = "L2", subset: s
         for method, embedding in zip(part["method"], part["embedding"]):
             values = rows[(rows["cell_line"] == cell_line) & (rows["method"] == method) & (rows["embedding"] == embedding)]["value"]
             data.append(values.dropna().to_numpy())
-        axis.boxplot(data, vert=False, tick_labels=labels)
+        axis.boxplot(data, orientation="horizontal", tick_labels=labels)
         reference = summary[(summary["cell_line"] == cell_line) & (summary["embedding"] == R.CONTEXT_MEAN) & (summary["method"] == "baseline")]
         if len(reference):
             axis.axvline(float(reference["median"].iloc[0]), color="grey", linestyle="--", label="context mean")

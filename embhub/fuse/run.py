@@ -96,7 +96,9 @@ def run_fusion(
 
     if attention_layers not in ("last", "all"):
         raise InputError(f"attention layers '{attention_layers}' is not 'last' or 'all'")
+    skipped = []
     if task == "deg" and (leave_one_out or concat_baseline):
+        skipped = [part for part, wanted in (("leave_one_out", leave_one_out), ("concat_baseline", concat_baseline)) if wanted]
         leave_one_out = concat_baseline = False
     config = config or default_config(task)
     settings = settings or ProtocolSettings()
@@ -187,6 +189,7 @@ def run_fusion(
             "sources": [s.__dict__ for s in data.source_info],
             "rows": data.n_rows,
             "rows_without_any_embedding": int((~data.row_covered).sum()),
+            "skipped": {part: "LFC only" for part in skipped},
         },
     )
 

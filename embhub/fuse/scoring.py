@@ -12,17 +12,16 @@ from typing import Any
 
 import numpy as np
 
+from embhub.evaluate.baselines import most_frequent_class
 from embhub.evaluate.metrics import deg_scores, lfc_metrics
 from embhub.fuse.data import FusionData
 
 
 def fallback_prediction(data: FusionData, train_rows: np.ndarray, task: str) -> np.ndarray:
-    """LFC: mean training response ``(G,)``; DEG: per-gene most frequent training class ``(G,)``."""
+    """LFC: mean training response ``(G,)``; DEG: per-gene most frequent training class ``(G,)`` (as ``evaluate``)."""
     if task == "lfc":
         return data.lfc[train_rows].mean(axis=0)
-    labels = data.deg[train_rows].astype(np.int64) + 1
-    counts = np.stack([(labels == c).sum(axis=0) for c in range(3)])
-    return (counts.argmax(axis=0) - 1).astype(np.int8)
+    return most_frequent_class(data.deg[train_rows])
 
 
 def score_rows(

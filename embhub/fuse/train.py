@@ -62,8 +62,8 @@ class TrainedFusion:
 
 
 @contextlib.contextmanager
-def seeded(seed: int, cpu_threads: int | None = None) -> Iterator[None]:
-    """Seed torch, switch on deterministic algorithms and optionally set the CPU thread count for the duration.
+def seeded(seed: int, cpu_threads: int | None = None, deterministic: bool = True) -> Iterator[None]:
+    """Seed torch, switch on deterministic algorithms (CPU runs) and optionally set the CPU thread count.
 
     Small models train far faster on one thread when the CPU is shared (OpenMP threads spin waiting for
     each other); results are reproducible for a given thread count. Previous settings are restored.
@@ -71,7 +71,7 @@ def seeded(seed: int, cpu_threads: int | None = None) -> Iterator[None]:
     previous = torch.are_deterministic_algorithms_enabled()
     previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
     try:
         with thread_count(cpu_threads):
             yield
@@ -177,7 +177,8 @@ def train_fusion(
     dtype = pick_dtype(torch_device, precision)
     mixed = dtype != torch.float32
     n_outputs = data.lfc.shape[1] * (1 if task == "lfc" else DEG_CLASSES)
-    with seeded(seed, cpu_threads if torch_device.type == "cpu" else None):
+    on_cpu = torch_device.type == "cpu"
+    with seeded(seed, cpu_threads if on_cpu else None, deterministic=on_cpu):
         model = FusionModel([m.shape[1] for m in data.sources], len(data.cell_lines), n_outputs, config)
         means, scales = input_statistics(data, fit_rows)
         if config.input_norm == "zscore":

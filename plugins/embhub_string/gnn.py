@@ -61,7 +61,7 @@ def train_graph_autoencoder(
         n_nodes = features.shape[0]
         propagation = _normalised_adjacency(edges, weights, n_nodes).to(device)
         x = torch.as_tensor(features, dtype=torch.float32, device=device)
-        model = _Encoder(features.shape[1], settings.hidden_dim, settings.dim).to(device)
+        model = _build_encoder(features.shape[1], settings.hidden_dim, settings.dim).to(device)
         optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
         positives = torch.as_tensor(edges, dtype=torch.long, device=device)
         n_negatives = max(1, int(round(len(edges) * settings.negatives_per_edge)))
@@ -115,7 +115,8 @@ def _link_loss(z, positives, negatives):
     return F.binary_cross_entropy_with_logits(logits, targets)
 
 
-def _encoder_class():
+def _build_encoder(n_features: int, hidden_dim: int, dim: int):
+    """Two graph-convolution layers; defined here so torch is imported only when training."""
     import torch
 
     class Encoder(torch.nn.Module):
@@ -128,8 +129,4 @@ def _encoder_class():
             hidden = torch.relu(torch.sparse.mm(propagation, self.first(x)))
             return torch.sparse.mm(propagation, self.second(hidden))
 
-    return Encoder
-
-
-def _Encoder(n_features: int, hidden_dim: int, dim: int):
-    return _encoder_class()(n_features, hidden_dim, dim)
+    return Encoder(n_features, hidden_dim, dim)

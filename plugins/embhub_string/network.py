@@ -24,6 +24,7 @@ import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -81,14 +82,14 @@ class GeneNetwork:
         )
         return matrix.tocsr()
 
-    def subgraph(self, keep: np.ndarray, reason: str) -> GeneNetwork:
-        """The graph on the nodes where ``keep`` is True; dropped genes are excluded with ``reason``."""
+    def subgraph(self, keep: np.ndarray, reason_of: Callable[[int], str]) -> GeneNetwork:
+        """The graph on the nodes where ``keep`` is True; dropped node ``i`` is excluded with ``reason_of(i)``."""
         index = np.full(self.n_nodes, -1)
         index[keep] = np.arange(int(keep.sum()))
         inside = keep[self.edges[:, 0]] & keep[self.edges[:, 1]]
         excluded = dict(self.excluded)
         for node in np.flatnonzero(~keep):
-            excluded[self.genes[node]] = reason
+            excluded[self.genes[node]] = reason_of(node)
         return GeneNetwork(
             genes=[g for g, k in zip(self.genes, keep) if k],
             symbols=[s for s, k in zip(self.symbols, keep) if k],
@@ -109,13 +110,10 @@ class GeneNetwork:
             return self
         sizes = np.bincount(labels)
         largest = int(np.argmax(sizes))
-        keep = labels == largest
-        network = self.subgraph(keep, "")
-        for node in np.flatnonzero(~keep):
-            network.excluded[self.genes[node]] = (
-                f"in a component of {sizes[labels[node]]} genes, apart from the largest ({sizes[largest]} genes)"
-            )
-        return network
+        return self.subgraph(
+            labels == largest,
+            lambda node: f"in a component of {sizes[labels[node]]} genes, apart from the largest ({sizes[largest]} genes)",
+        )
 
 
 def read_network(path: Path, min_score: float, identity: GeneIdentity, protein_info: Path | None = None) -> GeneNetwork:

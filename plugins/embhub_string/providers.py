@@ -198,9 +198,15 @@ class StringSpectral(_StringProvider):
     def compute(self, network: GeneNetwork) -> tuple[np.ndarray, dict[str, Any]]:
         from embhub_string.spectral import DENSE_LIMIT, laplacian_eigenmap
 
+        if self.parameters.dim + 1 >= network.n_nodes:
+            raise InputError(
+                f"the network's largest component has {network.n_nodes} genes, too few for dim "
+                f"{self.parameters.dim}; lower dim below {network.n_nodes - 1} or min_score"
+            )
         log.info("eigenmap of %d genes, %d edges, dim %d", network.n_nodes, len(network.edges), self.parameters.dim)
         embedding = laplacian_eigenmap(network.adjacency(), self.parameters.dim, self.parameters.tolerance)
-        solver = "scipy.linalg.eigh (dense)" if network.n_nodes <= DENSE_LIMIT else "scipy.sparse.linalg.eigsh (ARPACK)"
+        dense = network.n_nodes <= max(DENSE_LIMIT, 4 * (self.parameters.dim + 1))
+        solver = "scipy.linalg.eigh (dense)" if dense else "scipy.sparse.linalg.eigsh (ARPACK)"
         return embedding, {"method": "normalised-Laplacian eigenmap, edge weight = combined_score/1000", "solver": solver}
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-DENSE_LIMIT = 2500
-"""Up to this many nodes a dense eigendecomposition is faster and exact; above it ARPACK runs."""
+DENSE_LIMIT = 400
+"""Up to this many nodes (or 4 × the vectors asked for) a dense eigendecomposition runs; above, ARPACK."""
 
 
 def laplacian_eigenmap(adjacency, dim: int, tolerance: float = 1e-6) -> np.ndarray:
@@ -25,7 +25,7 @@ def laplacian_eigenmap(adjacency, dim: int, tolerance: float = 1e-6) -> np.ndarr
     degree = np.asarray(adjacency.sum(axis=1)).ravel()
     inverse_sqrt = sp.diags(1.0 / np.sqrt(degree))
     normalised = (inverse_sqrt @ adjacency @ inverse_sqrt).tocsr()
-    if n <= DENSE_LIMIT:
+    if n <= max(DENSE_LIMIT, 4 * (dim + 1)):
         import scipy.linalg
 
         values, vectors = scipy.linalg.eigh(normalised.toarray(), subset_by_index=[n - dim - 1, n - 1])

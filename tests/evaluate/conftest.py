@@ -91,3 +91,12 @@ def stores(tmp_path, toy):
     partial = build_store(tmp_path / "partial.zarr", np.concatenate([toy.pert_ids[keep], extra]), partial_vectors, "partial")
     narrow = build_store(tmp_path / "narrow.zarr", toy.pert_ids, informative_vectors(toy, 40, 3, noise=1.0), "narrow")
     return {"wide": wide, "partial": partial, "narrow": narrow}
+
+
+@pytest.fixture(autouse=True)
+def single_blas_thread():
+    """Tiny matrices: one BLAS thread is faster and avoids oversubscription on busy CI machines."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield

@@ -6,7 +6,8 @@ Each perturbation has two independent latent factors ``a`` and ``b`` (4-d each);
   ``store_b``    the same for ``b`` (24-d): the other half
   ``noise``      pure Gaussian noise (16-d), every perturbation
   ``half``       a noisy image of both factors (20-d), for only half of the perturbations
-So every single store's kNN misses part of the signal, and a model reading ``store_a`` and ``store_b``
+DEG labels are ``sign(lfc)`` where ``|lfc| > 3`` (5 % of perturbations unlabelled). So every single store's kNN
+misses part of the signal, and a model reading ``store_a`` and ``store_b``
 together can predict both halves.
 """
 
@@ -49,11 +50,17 @@ def simulate_screen(root: Path, seed: int = 7, n_perts: int = N_PERTS) -> Simula
         [f"G{g}" for g in range(N_GENES)],
         [f"gene{g}" for g in range(N_GENES)],
     )
+    unlabelled = np.random.default_rng(seed + 1)
     shared_a, shared_b = rng.normal(size=(4, N_GENES)), rng.normal(size=(4, N_GENES))
     for line in CELL_LINES:
         lfc = a @ (shared_a + 0.5 * rng.normal(size=(4, N_GENES))) + b @ (shared_b + 0.5 * rng.normal(size=(4, N_GENES)))
         lfc += 0.3 * rng.normal(size=lfc.shape)
-        writer.add_cell_line(line, pert_ids, pert_ids, folds, lfc.astype(np.float32), np.full(n_perts, 50), np.full(n_perts, 2))
+        deg = (np.sign(lfc) * (np.abs(lfc) > 3.0)).astype(np.int8)
+        deg_mask = unlabelled.random(n_perts) > 0.05
+        writer.add_cell_line(
+            line, pert_ids, pert_ids, folds, lfc.astype(np.float32), np.full(n_perts, 50), np.full(n_perts, 2),
+            deg=deg, deg_mask=deg_mask,
+        )
     dataset = writer.finish()
 
     def image(latent: np.ndarray, dim: int) -> np.ndarray:

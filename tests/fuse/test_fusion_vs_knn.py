@@ -37,7 +37,7 @@ def test_fusion_also_beats_the_concatenation_baseline(fused):
 def test_noise_store_gets_low_attention(fused):
     summary = attention_summary(fused.attention).set_index("token")
     noise = summary.loc["noise", "attention"]
-    assert noise < 0.5 * (summary.loc["store_a", "attention"] + summary.loc["store_b", "attention"]) / 2
+    assert noise < 0.75 * min(summary.loc["store_a", "attention"], summary.loc["store_b", "attention"])
     sources = summary[summary.kind == "source"]
     assert sources["attention_when_present"].idxmin() == "noise"
 

@@ -80,3 +80,16 @@ def test_deg_loss_is_the_balanced_per_gene_cross_entropy(screen_data):
             weight=torch.tensor(w),
         )))
     assert np.isclose(float(loss), np.mean(expected), rtol=1e-6)
+
+
+def test_mixed_precision_path_trains_and_predicts(screen_data):
+    """bf16 autocast on the CPU stands in for the GPU path (same code: autocast, fp32 loss and softmax)."""
+    rows = fold_rows(screen_data, 1)
+    config = small_config(max_epochs=4)
+    mixed = train_fusion(screen_data, rows.fit, rows.validation, config, precision="bf16", cpu_threads=1)
+    full = train_fusion(screen_data, rows.fit, rows.validation, config, precision="fp32", cpu_threads=1)
+    assert mixed.dtype == torch.bfloat16 and full.dtype == torch.float32
+    predictions = predict(mixed, screen_data, rows.test)
+    assert predictions.dtype == np.float32 and np.isfinite(predictions).all()
+    assert mixed.history[-1]["validation_loss"] < mixed.history[0]["validation_loss"]
+    assert abs(mixed.best_validation_loss - full.best_validation_loss) < 0.1 * full.best_validation_loss

@@ -178,3 +178,20 @@ def test_demo_model_embeds_the_bundled_subgraph_without_input(tmp_path):
     assert list(store.ids) == provider.network().genes
     assert store.dim == 32 and store.manifest["counts"]["failed"] == 0
     assert store.manifest["provenance"]["largest_component_genes"] == len(store.ids)
+
+
+def test_sparse_solver_agrees_with_scipy_dense_on_a_larger_graph():
+    from embhub_string.spectral import DENSE_LIMIT, laplacian_eigenmap
+
+    edges = snowball(mossn_edges(), 600, seed=7)
+    genes = sorted(set(edges["gene_a"]) | set(edges["gene_b"]))
+    assert len(genes) > DENSE_LIMIT
+    index = {g: i for i, g in enumerate(genes)}
+    rows, cols = [index[a] for a in edges["gene_a"]], [index[b] for b in edges["gene_b"]]
+    adjacency = sp.coo_matrix((edges["score"].to_numpy(), (rows, cols)), shape=(len(genes),) * 2).tocsr()
+    adjacency = adjacency.maximum(adjacency.T)
+    vectors = laplacian_eigenmap(adjacency, 5)
+    values, expected = independent_eigenmap(edges.assign(weight=edges["score"]), genes, 5)
+    assert np.all(np.diff(values) > 1e-6)
+    for column in range(5):
+        assert abs(np.corrcoef(vectors[:, column], expected[:, column])[0, 1]) > 0.9999, column

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typer.testing import CliRunner
 
 from embhub.cli import app
+from embhub.cli.render import console
 from embhub.plugins import load_plugins
 
 
@@ -23,6 +24,7 @@ class Outcome:
 def run_cli(*args: str) -> Outcome:
     """In-process, with freshly loaded plugins."""
     load_plugins(refresh=True)
+    console.width = 250
     result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False, terminal_width=200)
     return Outcome(result.exit_code, result.stdout, result.stderr)
 
