@@ -55,4 +55,13 @@ _register_commands()
 
 
 def main() -> None:
+    """The console script: like ``app``, plus provider progress logs (e.g. GNN epochs) on stderr."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=error_console, show_path=False, show_time=False, markup=False)
+    logger = logging.getLogger("embhub")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     sys.exit(app())

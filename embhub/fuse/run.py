@@ -24,7 +24,7 @@ from embhub.evaluate.protocol import ProtocolSettings, settings_for
 from embhub.evaluate.results import results_frame
 from embhub.fuse.ablation import ATTENTION_COLUMNS, LEAVE_ONE_OUT_COLUMNS, attention_table, leave_one_out_rows
 from embhub.fuse.concat_knn import concat_knn_predictions, params_json
-from embhub.fuse.config import DEFAULT_TRIALS, TRAINING_SEED, FusionConfig, default_config
+from embhub.fuse.config import DEFAULT_TRIALS, TASKS, TRAINING_SEED, FusionConfig, default_config
 from embhub.fuse.data import FusionData, SourceInfo, load_fusion_data, resolve_store_path
 from embhub.fuse.scoring import fallback_prediction, score_rows
 from embhub.fuse.splits import fold_rows
@@ -94,6 +94,10 @@ def run_fusion(
     """Fusion over ``folds`` (default: all). ``trials`` > 0 searches hyperparameters per fold around ``config``."""
     from embhub.fuse.train import cls_attention, train_fusion
 
+    if task not in TASKS:
+        raise InputError(f"task '{task}' is not one of {', '.join(TASKS)}")
+    if trials < 0:
+        raise InputError(f"trials must be 0 (no search) or more, not {trials}")
     if attention_layers not in ("last", "all"):
         raise InputError(f"attention layers '{attention_layers}' is not 'last' or 'all'")
     skipped = []
