@@ -61,7 +61,7 @@ def l2_boxplot(frame: pd.DataFrame, out_dir: Path, metric: str = "L2", subset: s
         axis.set_title(cell_line)
         axis.set_xlabel(f"{metric} ({subset} test perturbations)")
         if len(reference) or len(ceiling):
-            axis.legend(loc="lower right", fontsize="small")
+            axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize="small", ncol=2)
     figure.tight_layout()
     paths = _save(figure, out_dir, stem)
     plt.close(figure)
@@ -79,6 +79,9 @@ def rank_plot(frame: pd.DataFrame, out_dir: Path, metric: str = "L2", subset: st
         positions = [cell_lines.index(c) for c in part["cell_line"]]
         axis.plot(positions, part["rank"], marker="o", label=label)
     axis.set_xticks(range(len(cell_lines)), cell_lines)
+    from matplotlib.ticker import MaxNLocator
+
+    axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     axis.invert_yaxis()
     axis.set_ylabel(f"rank by median {metric} over folds")
     axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")

@@ -93,3 +93,13 @@ def test_common_subset_and_ceiling(toy, stores):
     coverage = evaluation.coverage.set_index(["embedding", "cell_line"])
     assert coverage.loc[("partial", "K-562"), "n_covered"] == found.sum()
     assert coverage.loc[("wide", "K-562"), "fraction"] == 1.0
+
+
+def test_parallel_stores_give_the_same_table(toy, stores):
+    dataset = PreparedDataset.open(toy.path)
+    serial = evaluate(dataset, list(stores.values()), cell_lines=["Hep-G2"], folds=[2], baselines=False).results
+    parallel = evaluate(dataset, list(stores.values()), cell_lines=["Hep-G2"], folds=[2], baselines=False, jobs=3).results
+    key = ["embedding", "metric", "subset"]
+    serial, parallel = serial.sort_values(key).reset_index(drop=True), parallel.sort_values(key).reset_index(drop=True)
+    np.testing.assert_allclose(parallel.value, serial.value, rtol=0, atol=1e-10)
+    assert list(parallel.estimator_params) == list(serial.estimator_params)
