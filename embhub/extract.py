@@ -8,7 +8,6 @@ the one an uninterrupted run writes.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import re
 from dataclasses import dataclass
@@ -16,12 +15,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from embhub import __version__
+from embhub.checksums import sha256_file
 from embhub.errors import InputError, StoreError
 from embhub.paths import default_store_dir
 from embhub.plugins import Plugins
 from embhub.provider import Item, Provider
 from embhub.registry import ModelSpec
-from embhub.store import FORMAT_NAME, FORMAT_VERSION, MANIFEST_KEY, StoreWriter, _open_group, hash_items, now_iso
+from embhub.store import FORMAT_NAME, FORMAT_VERSION, StoreWriter, _open_group, hash_items, now_iso
 
 DTYPES = ("float32", "float16", "float64")
 ProgressCallback = Callable[[int, int], None]
@@ -167,11 +167,3 @@ def _checkpoint_identity(spec: ModelSpec, provider: Provider) -> dict[str, Any] 
         "revision": spec.revision,
         "files": [{"path": str(f), "sha256": sha256_file(f)} for f in files],
     }
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

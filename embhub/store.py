@@ -20,7 +20,6 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import zarr
 
-from embhub import __version__
 from embhub.errors import StoreError
 from embhub.provider import Embedded, Item
 

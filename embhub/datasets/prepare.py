@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from embhub.checksums import sha256_file
 from embhub.datasets.deg import deg_labels, moments, plate_vote, welch_scores
 from embhub.datasets.prepared import PreparedDataset, PreparedDatasetWriter, prepared_dir
 from embhub.datasets.pseudobulk import Plan, Sums, accumulate, line_responses, plan_groups
@@ -17,14 +17,6 @@ from embhub.errors import InputError
 
 def default_output(name: str) -> Path:
     return prepared_dir() / f"{name}.zarr"
-
-
-def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def assign_folds(pert_ids: Sequence[str], n_folds: int = 5, seed: int = 42) -> dict[str, int]:
@@ -74,7 +66,7 @@ def prepare_dataset(
         "citation": dataset.citation,
         "n_folds": dataset.n_folds,
         "protocol": dataset.protocol(),
-        "inputs": [{"path": str(p.resolve()), "sha256": sha256_of(p), "bytes": p.stat().st_size} for p in raw],
+        "inputs": [{"path": str(p.resolve()), "sha256": sha256_file(p), "bytes": p.stat().st_size} for p in raw],
         "layer": layer,
         "notes": source.notes + plan.notes,
         **(extra_manifest or {}),

@@ -47,7 +47,8 @@ def import_study_files(name: str, files: Sequence[Path], out: Path | None = None
     """Write a prepared dataset from the study's LFC file (and DEG file), keeping its folds."""
     import anndata as ad
 
-    from embhub.datasets.prepare import default_output, sha256_of
+    from embhub.checksums import sha256_file
+    from embhub.datasets.prepare import default_output
 
     if name not in LAYOUTS:
         raise InputError(f"no study layout for '{name}' (known: {', '.join(LAYOUTS)})")
@@ -70,7 +71,7 @@ def import_study_files(name: str, files: Sequence[Path], out: Path | None = None
         "entity": layout.entity,
         "key_namespace": layout.key_namespace,
         "description": f"{name} as preprocessed and split by the reference study (Cole et al. 2026)",
-        "inputs": [{"path": str(p.resolve()), "sha256": sha256_of(p), "bytes": p.stat().st_size} for p in files],
+        "inputs": [{"path": str(p.resolve()), "sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files],
         "protocol": {"source": "study files; folds from the files", "n_cells": "unknown (-1)"},
     }
     writer = PreparedDatasetWriter(out, manifest, gene_ids, symbols)

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from embhub.checksums import sha256_file
 from embhub.errors import InputError
 from embhub.identity.genes import GENE_INPUT_COLUMNS, load_gene_identity, resolve_items
 from embhub.paths import embhub_home
@@ -172,7 +173,7 @@ class _StringProvider(Provider):
     def _cache_key(self) -> str:
         digest = hashlib.sha256()
         for path in self.checkpoint_files():
-            digest.update(_sha256(path).encode())
+            digest.update(sha256_file(path).encode())
         settings = {k: v for k, v in dataclasses.asdict(self.parameters).items() if k not in ("device",)}
         digest.update(json.dumps([self.name, self.version, settings, load_gene_identity().sha256], sort_keys=True).encode())
         return digest.hexdigest()
@@ -282,11 +283,3 @@ def _network_facts(full: GeneNetwork, kept: GeneNetwork) -> dict[str, Any]:
         "unresolved_network_names": len(unresolved),
         "unresolved_network_names_examples": dict(list(unresolved.items())[:20]),
     }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
