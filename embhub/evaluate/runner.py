@@ -183,7 +183,7 @@ def _evaluate_fold(context: _Context, fold: FoldData, aligned: list[AlignedStore
     common = np.ones(len(fold.test_ids), bool)
     for a in aligned:
         common &= np.array([pid in a.vectors for pid in fold.test_ids], dtype=bool)
-    gram, ranks = fold.response_gram, fold.test_ranks
+    ranks = fold.test_ranks
     everything = np.ones(len(fold.test_ids), bool)
     rows: list[dict] = []
     if baselines:
