@@ -67,6 +67,8 @@ def evaluate_command(
         )
     out_dir = out or default_out_dir(prepared.name)
     files = write_outputs(evaluation, out_dir, plots=plots)
+    if prepared.simulated:
+        console.print(f"[bold yellow]SIMULATED dataset[/] '{prepared.name}': these scores come from simulated data, not a real screen")
     render_summary(evaluation.results, evaluation.coverage)
     console.print(f"results: [bold]{out_dir}[/] ({', '.join(f.name for f in files)})")
 

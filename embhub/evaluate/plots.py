@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -43,10 +44,10 @@ def l2_boxplot(frame: pd.DataFrame, out_dir: Path, metric: str = "L2", subset: s
     cell_lines = list(dict.fromkeys(rows["cell_line"]))
     if not cell_lines:
         return []
-    figure, axes = plt.subplots(1, len(cell_lines), figsize=(max(5.0, 4.5 * len(cell_lines)), 0.35 * rows["embedding"].nunique() + 3), squeeze=False)
+    figure, axes = plt.subplots(1, len(cell_lines), figsize=(max(5.0, 7.5 * len(cell_lines)), 0.5 * rows["embedding"].nunique() + 3), squeeze=False)
     for axis, cell_line in zip(axes[0], cell_lines):
         part = summary[(summary["cell_line"] == cell_line) & (summary["method"] != "ceiling")].sort_values("median", ascending=False)
-        labels = list(part["label"])
+        labels = [textwrap.fill(label, 38) for label in part["label"]]
         data = []
         for method, embedding in zip(part["method"], part["embedding"]):
             values = rows[(rows["cell_line"] == cell_line) & (rows["method"] == method) & (rows["embedding"] == embedding)]["value"]
@@ -60,9 +61,10 @@ def l2_boxplot(frame: pd.DataFrame, out_dir: Path, metric: str = "L2", subset: s
             axis.axvline(float(ceiling["median"].iloc[0]), color="tab:green", linestyle=":", label="experimental error q0.9")
         axis.set_title(cell_line)
         axis.set_xlabel(f"{metric} ({subset} test perturbations)")
-        if len(reference) or len(ceiling):
-            axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize="small", ncol=2)
-    figure.tight_layout()
+    handles, names = axes[0][0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, names, loc="lower center", fontsize="small", ncol=2)
+    figure.tight_layout(rect=(0, 0.05 if handles else 0, 1, 1))
     paths = _save(figure, out_dir, stem)
     plt.close(figure)
     return paths
