@@ -1,6 +1,5 @@
 """Third-party providers arrive as pip packages with an entry point; broken ones are reported, not fatal."""
 
-import json
 
 import numpy as np
 import pytest
