@@ -43,11 +43,13 @@ def prepared_dir() -> Path:
 def resolve_prepared(name_or_path: str | Path) -> Path:
     """A prepared dataset given by path, or by name under ``$EMBHUB_HOME/datasets/<name>.zarr``."""
     path = Path(name_or_path)
-    if path.exists():
+    if (path / "zarr.json").exists():
         return path
     candidate = prepared_dir() / f"{name_or_path}.zarr"
     if candidate.exists():
         return candidate
+    if path.exists():
+        return path
     known = sorted(p.stem for p in prepared_dir().glob("*.zarr")) if prepared_dir().exists() else []
     raise InputError(
         f"no prepared dataset '{name_or_path}' (prepared: {', '.join(known) or 'none'}); "
