@@ -21,7 +21,8 @@ from embhub.paths import default_store_dir
 from embhub.plugins import Plugins
 from embhub.provider import Item, Provider
 from embhub.registry import ModelSpec
-from embhub.store import FORMAT_NAME, FORMAT_VERSION, StoreWriter, _open_group, hash_items, now_iso
+from embhub.store import FORMAT_NAME, FORMAT_VERSION, hash_items, now_iso, open_store_group
+from embhub.store_writer import StoreWriter
 
 DTYPES = ("float32", "float16", "float64")
 ProgressCallback = Callable[[int, int], None]
@@ -68,7 +69,7 @@ def extract(
     identity = _identity(spec, items_hash, dtype)
     writer, resumed = _open_writer(out, spec, provider, items, identity, batch_size, dtype, overwrite, plugins, source)
     if writer is None:
-        group, manifest = _open_group(out)
+        group, manifest = open_store_group(out)
         return ExtractionResult(out, manifest, 0, already_complete=True)
     pending = writer.pending_batches()
     done_before = len(items) - sum(writer.plan.bounds(b)[1] - writer.plan.bounds(b)[0] for b in pending)
@@ -94,7 +95,7 @@ def _identity(spec: ModelSpec, items_hash: str, dtype: str) -> dict[str, Any]:
 
 def _open_writer(out, spec, provider, items, identity, batch_size, dtype, overwrite, plugins, source):
     if out.exists() and not overwrite:
-        group, manifest = _open_group(out)
+        group, manifest = open_store_group(out)
         if manifest.get("identity") != identity:
             raise StoreError(
                 f"store {out} holds a different extraction (model, parameters, inputs or dtype differ); "

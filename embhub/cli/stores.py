@@ -12,7 +12,7 @@ from embhub.cli.render import console, error_console
 from embhub.errors import StoreError
 from embhub.interchange import export_store, import_file
 from embhub.paths import default_store_dir
-from embhub.store import EmbeddingStore, _open_group, list_stores, manifest_json
+from embhub.store import EmbeddingStore, open_store_group, list_stores, manifest_json
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -24,7 +24,7 @@ def list_command(directory: Optional[Path] = typer.Option(None, "--dir", help="D
     table = Table("store", "model", "entity", "keys", "rows", "dim", "state")
     for path in list_stores(directory):
         try:
-            _, manifest = _open_group(path)
+            _, manifest = open_store_group(path)
         except StoreError as exc:
             table.add_row(str(path), "-", "-", "-", "-", "-", f"[red]{exc}[/]")
             continue

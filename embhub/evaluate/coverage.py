@@ -139,7 +139,7 @@ def coverage_rows(aligned: AlignedStore, cell_line: str, pert_ids: Sequence[str]
 def resolve_store_paths(names: Sequence[str], store_dir: Path) -> list[Path]:
     """Store paths for ``--stores``: an existing path as given, else the newest complete store of that
     model under ``store_dir/<model>/``."""
-    from embhub.store import _open_group, list_stores
+    from embhub.store import open_store_group, list_stores
 
     paths = []
     for name in names:
@@ -150,7 +150,7 @@ def resolve_store_paths(names: Sequence[str], store_dir: Path) -> list[Path]:
         candidates = []
         for candidate in list_stores(store_dir / name):
             try:
-                _, manifest = _open_group(candidate)
+                _, manifest = open_store_group(candidate)
             except StoreError:
                 continue
             if manifest.get("complete"):
@@ -166,12 +166,12 @@ def resolve_store_paths(names: Sequence[str], store_dir: Path) -> list[Path]:
 
 def all_store_paths(store_dir: Path, entity: str) -> tuple[list[Path], list[str]]:
     """``--all``: every complete store of ``entity`` under ``store_dir`` (and why the others were skipped)."""
-    from embhub.store import _open_group, list_stores
+    from embhub.store import open_store_group, list_stores
 
     chosen, skipped = [], []
     for candidate in list_stores(store_dir):
         try:
-            _, manifest = _open_group(candidate)
+            _, manifest = open_store_group(candidate)
         except StoreError as exc:
             skipped.append(f"{candidate}: {exc}")
             continue
