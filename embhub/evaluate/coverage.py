@@ -4,7 +4,9 @@ A store is refused (one-line :class:`~embhub.errors.StoreError`) when its entity
 dataset's, when its keys cannot be matched to the dataset's id namespace, when its ids repeat, when a
 vector the evaluation needs holds NaN or inf, or when it covers none of the dataset's perturbations.
 Gene keys in another namespace (symbols, Entrez…) are mapped to Ensembl ids through the gene identity
-layer; the number mapped and the ids it could not map are reported, never dropped silently.
+layer; the number mapped and the ids it could not map are reported, never dropped silently. Drug stores
+keyed otherwise than the dataset (InChIKey stores on Tahoe's CIDs) are matched through the prepared
+dataset's `pert_aliases` for the store's namespace.
 """
 
 from __future__ import annotations
@@ -49,6 +51,20 @@ def _to_ensembl(keys: Sequence[str]) -> list[str | None]:
     return [r.ensembl_id if r.status == "resolved" else None for r in ident.resolve_many(keys)]
 
 
+def _perturbation_aliases(dataset: Any, namespace: str) -> dict[str, str]:
+    """Dataset key → its id in ``namespace`` (e.g. a Tahoe CID → InChIKey), from the prepared aliases."""
+    aliases: dict[str, str] = {}
+    for line in dataset.cell_lines:
+        data = dataset.cell_line(line)
+        values = data.pert_aliases(namespace)
+        if values is None:
+            continue
+        for pert_id, alias in zip(data.pert_ids, values):
+            if alias:
+                aliases.setdefault(str(pert_id), str(alias))
+    return aliases
+
+
 def align_store(store: Any, dataset: Any, pert_ids: Sequence[str]) -> AlignedStore:
     """Check ``store`` (an :class:`~embhub.store.EmbeddingStore`) against ``dataset`` and collect the
     vectors of ``pert_ids`` (every perturbation of the evaluated cell lines)."""
@@ -67,12 +83,18 @@ def align_store(store: Any, dataset: Any, pert_ids: Sequence[str]) -> AlignedSto
     dataset_keys = [str(p) for p in pert_ids]
     harmonised = 0
     unmapped: list[str] = []
-    if store.key_namespace != dataset.key_namespace:
-        if dataset.entity != "gene":
+    if store.key_namespace != dataset.key_namespace and dataset.entity != "gene":
+        aliases = _perturbation_aliases(dataset, store.key_namespace)
+        if not aliases:
             raise StoreError(
                 f"{label} is keyed by {store.key_namespace} but dataset '{dataset.name}' by "
-                f"{dataset.key_namespace}; extract or import the store with {dataset.key_namespace} keys"
+                f"{dataset.key_namespace} and stores no {store.key_namespace} aliases; "
+                f"extract or import the store with {dataset.key_namespace} keys"
             )
+        row_of_key = {key: row for row, key in enumerate(store_keys)}
+        wanted = {pid: row_of_key[aliases[pid]] for pid in dataset_keys if aliases.get(pid) in row_of_key}
+        harmonised = len(wanted)
+    elif store.key_namespace != dataset.key_namespace:
         mapped_store = store_keys if store.key_namespace == ENSEMBL else _to_ensembl(store_keys)
         mapped_dataset = dataset_keys if dataset.key_namespace == ENSEMBL else _to_ensembl(dataset_keys)
         unmapped = [k for k, m in zip(store_keys, mapped_store) if m is None]
