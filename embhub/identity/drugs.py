@@ -10,7 +10,9 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+from embhub.provider import Failure, Item
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,17 @@ def parse_smiles(smiles: str) -> Molecule:
     if not inchikey:
         raise InvalidMolecule(f"SMILES '{_short(text)}' has no InChIKey")
     return Molecule(mol=mol, canonical_smiles=Chem.MolToSmiles(mol), inchikey=inchikey)
+
+
+def parse_items(items: Sequence[Item]) -> tuple[list[tuple[Item, Molecule]], list[Failure]]:
+    """Parse each item's SMILES: (item, molecule) pairs in input order, and a failure for each bad one."""
+    parsed, failures = [], []
+    for item in items:
+        try:
+            parsed.append((item, parse_smiles(item.value)))
+        except InvalidMolecule as exc:
+            failures.append(Failure(item.input_id, str(exc)))
+    return parsed, failures
 
 
 def rdkit_version() -> str:

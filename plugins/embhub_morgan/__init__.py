@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from embhub.hookspecs import hookimpl
-from embhub.provider import Embedded, Failure, Item, Provider
+from embhub.provider import Embedded, Item, Provider
 
 
 class MorganFingerprints(Provider):
@@ -59,23 +59,19 @@ class MorganFingerprints(Provider):
         return self._cached_generator
 
     def embed(self, items: Sequence[Item]) -> Embedded:
-        from embhub.identity.drugs import InvalidMolecule, parse_smiles
+        from embhub.identity.drugs import parse_items
 
         generator = self._generator()
         fingerprint = generator.GetCountFingerprintAsNumPy if self.parameters.counts else generator.GetFingerprintAsNumPy
-        ids, keys, smiles, vectors, failures = [], [], [], [], []
-        for item in items:
-            try:
-                molecule = parse_smiles(item.value)
-            except InvalidMolecule as exc:
-                failures.append(Failure(item.input_id, str(exc)))
-                continue
-            ids.append(item.input_id)
-            keys.append(molecule.inchikey)
-            smiles.append(molecule.canonical_smiles)
-            vectors.append(fingerprint(molecule.mol).astype(np.float32))
-        matrix = np.stack(vectors) if vectors else np.zeros((0, self.dim), np.float32)
-        return Embedded(ids, keys, matrix, failures, labels={"canonical_smiles": smiles})
+        parsed, failures = parse_items(items)
+        vectors = [fingerprint(molecule.mol).astype(np.float32) for _, molecule in parsed]
+        return Embedded(
+            [item.input_id for item, _ in parsed],
+            [molecule.inchikey for _, molecule in parsed],
+            np.stack(vectors) if vectors else np.zeros((0, self.dim), np.float32),
+            failures,
+            labels={"canonical_smiles": [molecule.canonical_smiles for _, molecule in parsed]},
+        )
 
     def provenance(self):
         from embhub.identity.drugs import rdkit_version

@@ -14,7 +14,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from embhub.hookspecs import hookimpl
-from embhub.provider import Embedded, Failure, Item, Provider
+from embhub.provider import Embedded, Item, Provider
 
 
 def random_vector(key: str, seed: int, dim: int, distribution: str) -> np.ndarray:
@@ -90,20 +90,13 @@ class RandomDrugVectors(Provider):
         return self.parameters.dim
 
     def embed(self, items: Sequence[Item]) -> Embedded:
-        from embhub.identity.drugs import InvalidMolecule, parse_smiles
+        from embhub.identity.drugs import parse_items
 
         p = self.parameters
-        ids, keys, vectors, failures = [], [], [], []
-        for item in items:
-            try:
-                molecule = parse_smiles(item.value)
-            except InvalidMolecule as exc:
-                failures.append(Failure(item.input_id, str(exc)))
-                continue
-            ids.append(item.input_id)
-            keys.append(molecule.inchikey)
-            vectors.append(random_vector(molecule.inchikey, p.seed, p.dim, p.distribution))
-        return Embedded(ids, keys, np.array(vectors, np.float32).reshape(-1, p.dim), failures)
+        parsed, failures = parse_items(items)
+        keys = [molecule.inchikey for _, molecule in parsed]
+        vectors = np.array([random_vector(k, p.seed, p.dim, p.distribution) for k in keys], np.float32).reshape(-1, p.dim)
+        return Embedded([item.input_id for item, _ in parsed], keys, vectors, failures)
 
 
 @hookimpl
