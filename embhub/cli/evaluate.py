@@ -23,7 +23,7 @@ def evaluate_command(
     deg: bool = typer.Option(False, "--deg", help="Also classify DEG labels with the study's logistic model (slow on CPU)."),
     fallback: str = typer.Option("context_mean", help="Prediction for test perturbations a store lacks: context_mean (study) or no_change."),
     baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Score no change, context mean, random and idealized controls."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Stores evaluated in parallel (threads)."),
+    jobs: int = typer.Option(0, "--jobs", "-j", help="Threads over stores and inner splits (0: one per available core)."),
     device: str = typer.Option("auto", help="Device for the DEG logistic model: auto, cpu, cuda, mps."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default ./embhub-results/<dataset>-<timestamp>/)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG and SVG figures."),

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embhub.evaluate.projection import ScaledPCA, inner_kfold
+from embhub.evaluate.parallel import parallel_map
+from embhub.evaluate.projection import fit_without_each, inner_kfold
 
 
 def sorted_neighbours(train: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
@@ -41,22 +42,29 @@ def sorted_neighbours(train: np.ndarray, query: np.ndarray, k: int) -> np.ndarra
 def l2_for_every_k(gram: np.ndarray, query_rows: np.ndarray, neighbour_rows: np.ndarray, k_grid: tuple[int, ...]) -> np.ndarray:
     """Validation L2 ``(n_query, len(k_grid))`` of the mean-of-k-neighbours prediction, from the Gram matrix.
 
-    ``query_rows`` ``(n_query,)`` and ``neighbour_rows`` ``(n_query, k_max)`` index rows of ``gram``.
+    ``query_rows`` ``(n_query,)`` and ``neighbour_rows`` ``(n_query, k_max)`` index rows of ``gram``. The
+    neighbour ranks are cut at the grid values into bands; the sum of K over the first k neighbours is
+    assembled from band × band block sums, and K's symmetry halves the entries gathered.
     """
     n = gram.shape[0]
     flat = gram.ravel()
     own = flat.take(query_rows * (n + 1))
     cross = np.cumsum(flat.take(query_rows[:, None] * n + neighbour_rows), axis=1)
-    k_max = max(k_grid)
-    block = flat.take(neighbour_rows[:, :k_max, None] * n + neighbour_rows[:, None, :k_max])
+    ordered = sorted(set(int(k) for k in k_grid))
+    edges = [0, *ordered]
+    bands = [neighbour_rows[:, start:stop] for start, stop in zip(edges[:-1], edges[1:])]
+    among = {}
+    running = np.zeros(len(query_rows))
+    for j, band in enumerate(bands):
+        offsets = band * n
+        for i in range(j + 1):
+            block = flat.take(offsets[:, :, None] + bands[i][:, None, :]).sum(axis=(1, 2))
+            running = running + (block if i == j else 2.0 * block)
+        among[ordered[j]] = running
     out = np.empty((len(query_rows), len(k_grid)))
-    among = np.zeros(len(query_rows))
-    previous = 0
-    for column in np.argsort(k_grid, kind="stable"):
-        k = int(k_grid[column])
-        among = among + block[:, previous:k, :k].sum(axis=(1, 2)) + block[:, :previous, previous:k].sum(axis=(1, 2))
-        previous = k
-        squared = own - 2.0 * cross[:, k - 1] / k + among / (k * k)
+    for column, k in enumerate(k_grid):
+        k = int(k)
+        squared = own - 2.0 * cross[:, k - 1] / k + among[k] / (k * k)
         out[:, column] = np.sqrt(np.clip(squared, 0.0, None))
     return out
 
@@ -87,6 +95,7 @@ class CVProjections:
         n_components: int | None,
         n_splits: int,
         seed: int | None,
+        workers: int = 1,
     ) -> "CVProjections":
         """``n_components=None``: use the features as they are (no scaler, no PCA: the idealized control)."""
         x_train = np.asarray(x_train, dtype=np.float64)
@@ -97,12 +106,11 @@ class CVProjections:
             return cls(splits, x_train, x_test, None)
         smallest = min(len(tr) for tr, _ in index_pairs)
         q = min(n_components, x_train.shape[1], smallest)
+        inner, outer = fit_without_each(x_train, [va for _, va in index_pairs], q, workers)
         splits = []
-        for tr, va in index_pairs:
-            pca = ScaledPCA.fit(x_train[tr], q)
+        for (tr, va), pca in zip(index_pairs, inner):
             splits.append((tr, va, pca.transform(x_train[tr]), pca.transform(x_train[va])))
-        pca = ScaledPCA.fit(x_train, q)
-        return cls(splits, pca.transform(x_train), pca.transform(x_test), q)
+        return cls(splits, outer.transform(x_train), outer.transform(x_test), q)
 
     @property
     def smallest_fit(self) -> int:
@@ -124,6 +132,7 @@ def knn_cv_predict(
     train_rows: np.ndarray,
     y_train: np.ndarray,
     k_grid: tuple[int, ...],
+    workers: int = 1,
 ) -> KnnFit:
     """Select k by inner CV and predict the test rows.
 
@@ -132,12 +141,13 @@ def knn_cv_predict(
     """
     grid = usable_grid(tuple(k_grid), projections.smallest_fit)
     k_max = max(grid)
-    scores = np.zeros(len(grid))
-    for tr, va, train_scores, validation_scores in projections.splits:
+
+    def validation_l2(split) -> np.ndarray:
+        tr, va, train_scores, validation_scores = split
         neighbours = sorted_neighbours(train_scores, validation_scores, k_max)
-        l2 = l2_for_every_k(gram, train_rows[va], train_rows[tr][neighbours], grid)
-        scores += -l2.mean(axis=0)
-    scores /= len(projections.splits)
+        return l2_for_every_k(gram, train_rows[va], train_rows[tr][neighbours], grid).mean(axis=0)
+
+    scores = -np.mean(parallel_map(validation_l2, projections.splits, workers), axis=0)
     best = int(np.argmax(scores))
     k = grid[best]
     neighbours = sorted_neighbours(projections.train_scores, projections.test_scores, k)
@@ -145,9 +155,18 @@ def knn_cv_predict(
     return KnnFit(predictions, k, {kk: float(-s) for kk, s in zip(grid, scores)})
 
 
-def mean_of_neighbours(y: np.ndarray, neighbours: np.ndarray, chunk: int = 32) -> np.ndarray:
-    """Uniform-weight kNN prediction ``(n_query, G)``: mean of the rows ``y[neighbours[i]]`` (in query chunks)."""
-    out = np.empty((neighbours.shape[0], y.shape[1]))
-    for start in range(0, neighbours.shape[0], chunk):
-        out[start : start + chunk] = y[neighbours[start : start + chunk]].mean(axis=1)
-    return out
+def mean_of_neighbours(y: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """Uniform-weight kNN prediction ``(n_query, G)``: mean of the rows ``y[neighbours[i]]``.
+
+    A sparse 0/1 selection matrix times ``y`` sums each query's rows without materialising the
+    ``(n_query, k, G)`` gather; the sum is then divided by k, as the mean is.
+    """
+    import scipy.sparse as sp
+
+    n_query, k = neighbours.shape
+    if n_query == 0:
+        return np.zeros((0, y.shape[1]))
+    selection = sp.csr_matrix(
+        (np.ones(n_query * k), neighbours.ravel(), np.arange(0, n_query * k + 1, k)), shape=(n_query, y.shape[0])
+    )
+    return np.asarray(selection @ y) / k

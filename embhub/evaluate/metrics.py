@@ -58,8 +58,11 @@ def row_ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def lfc_metrics(y: np.ndarray, y_hat: np.ndarray, y_ranks: np.ndarray | None = None) -> dict[str, float]:
-    """L2, MSE, MAE, Pearson, Spearman of predictions ``(n, G)``; ``y_ranks`` may pass precomputed ranks of y."""
+def lfc_metrics(
+    y: np.ndarray, y_hat: np.ndarray, y_ranks: np.ndarray | None = None, y_hat_ranks: np.ndarray | None = None
+) -> dict[str, float]:
+    """L2, MSE, MAE, Pearson, Spearman of predictions ``(n, G)``; ``y_ranks`` / ``y_hat_ranks`` may pass
+    precomputed :func:`row_ranks` of y and of the predictions."""
     y = np.asarray(y, dtype=np.float64)
     y_hat = np.asarray(y_hat, dtype=np.float64)
     if y.shape != y_hat.shape:
@@ -71,7 +74,7 @@ def lfc_metrics(y: np.ndarray, y_hat: np.ndarray, y_ranks: np.ndarray | None = N
     pearson = _row_correlation(y, y_hat)
     pearson[constant] = np.nan
     ranks_y = row_ranks(y) if y_ranks is None else y_ranks
-    spearman = _row_correlation(ranks_y, row_ranks(y_hat))
+    spearman = _row_correlation(ranks_y, row_ranks(y_hat) if y_hat_ranks is None else y_hat_ranks)
     spearman[constant] = np.nan
     return {
         "L2": float(np.sqrt(np.einsum("ij,ij->i", diff, diff)).mean()),

@@ -11,8 +11,6 @@ experimental-error ceiling are scored on the same folds. Every score is given on
 from __future__ import annotations
 
 import json
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
@@ -26,7 +24,8 @@ from embhub.evaluate.baselines import idealized_embeddings, most_frequent_class,
 from embhub.evaluate.coverage import AlignedStore, align_store, coverage_rows
 from embhub.evaluate.folds import FoldData
 from embhub.evaluate.knn import CVProjections, knn_cv_predict
-from embhub.evaluate.metrics import deg_scores, lfc_metrics
+from embhub.evaluate.metrics import deg_scores, lfc_metrics, row_ranks
+from embhub.evaluate.parallel import parallel_map, resolve_jobs
 from embhub.evaluate.protocol import ProtocolSettings, settings_for
 
 ESTIMATORS = ("knn", "lasso")
@@ -63,11 +62,16 @@ def evaluate(
     baselines: bool = True,
     fallback: str = "context_mean",
     settings: ProtocolSettings | None = None,
-    jobs: int = 1,
+    jobs: int | None = None,
     device: str = "auto",
     progress: ProgressCallback | None = None,
 ) -> Evaluation:
-    """Score ``stores`` (opened :class:`~embhub.store.EmbeddingStore`) on a :class:`PreparedDataset`."""
+    """Score ``stores`` (opened :class:`~embhub.store.EmbeddingStore`) on a :class:`PreparedDataset`.
+
+    ``jobs``: threads (default: one per available core) over the stores and baselines of each fold, or
+    over one store's inner splits when there are fewer of those than threads.
+    """
+    jobs = resolve_jobs(jobs)
     estimators = tuple(dict.fromkeys(estimators))
     for estimator in estimators:
         if estimator not in ESTIMATORS:
@@ -167,11 +171,12 @@ def _row(context: _Context, fold: FoldData, method: str, embedding: str, metric:
 
 def _scored_rows(context, fold, method, embedding, predictions, covered, common, params, aligned=None, ranks=None):
     rows = []
+    predicted_ranks = row_ranks(predictions)
     for subset, mask in (("all", np.ones(len(fold.test_ids), bool)), ("common", common)):
         if not mask.any():
             continue
         metric_ranks = None if ranks is None else ranks[mask]
-        scores = lfc_metrics(fold.y_test[mask], predictions[mask], metric_ranks)
+        scores = lfc_metrics(fold.y_test[mask], predictions[mask], metric_ranks, predicted_ranks[mask])
         n_covered = int((covered & mask).sum())
         for metric, value in scores.items():
             rows.append(_row(context, fold, method, embedding, metric, value, int(mask.sum()), n_covered, subset, params, aligned))
@@ -186,19 +191,14 @@ def _evaluate_fold(context: _Context, fold: FoldData, aligned: list[AlignedStore
     ranks = fold.test_ranks
     everything = np.ones(len(fold.test_ids), bool)
     rows: list[dict] = []
+    tasks: list[Callable[[int], list[dict]]] = []
     if baselines:
         zeros = np.zeros_like(fold.y_test)
         mean = np.broadcast_to(fold.context_mean, fold.y_test.shape)
         rows += _scored_rows(context, fold, "baseline", R.NO_CHANGE, zeros, everything, common, {}, ranks=ranks)
         rows += _scored_rows(context, fold, "baseline", R.CONTEXT_MEAN, mean, everything, common, {}, ranks=ranks)
-        dim = settings.pca_components
-        x_train, x_test = random_embeddings(len(fold.train_ids), len(fold.test_ids), dim, settings.random_seed, fold.cell_line, fold.fold)
-        rows += _estimator_rows(context, fold, R.RANDOM, x_train, x_test, np.arange(len(fold.train_ids)), everything, common,
-                                settings.pca_components, {"seed": settings.random_seed, "dim": dim})
-        n_ideal = min(settings.pca_components, len(fold.train_ids) + len(fold.test_ids), fold.y_train.shape[1])
-        x_train, x_test = idealized_embeddings(fold.y_train, fold.y_test, n_ideal)
-        rows += _estimator_rows(context, fold, R.IDEALIZED, x_train, x_test, np.arange(len(fold.train_ids)), everything, common,
-                                None, {"pca_of_responses": n_ideal, "leaks_test_labels": True})
+        tasks.append(lambda workers: _random_rows(context, fold, everything, common, workers))
+        tasks.append(lambda workers: _idealized_rows(context, fold, everything, common, workers))
         if fold.ceiling_test is not None:
             for subset, mask in (("all", everything), ("common", common)):
                 if mask.any():
@@ -206,7 +206,7 @@ def _evaluate_fold(context: _Context, fold: FoldData, aligned: list[AlignedStore
                     rows.append(_row(context, fold, "ceiling", R.CEILING, "L2", value, int(mask.sum()), int(mask.sum()), subset,
                                      {"quantile": settings.ceiling_quantile}))
 
-    def one_store(a: AlignedStore) -> list[dict]:
+    def one_store(a: AlignedStore, workers: int) -> list[dict]:
         covered_train, x_train = a.rows(fold.train_ids)
         covered_test, x_test = a.rows(fold.test_ids)
         if covered_train.sum() < MIN_TRAINING:
@@ -217,28 +217,40 @@ def _evaluate_fold(context: _Context, fold: FoldData, aligned: list[AlignedStore
         if x_test.shape[0] == 0:
             x_test = np.zeros((0, a.dim))
         return _estimator_rows(context, fold, a.name, x_train, x_test, np.flatnonzero(covered_train), covered_test, common,
-                               settings.pca_components, {"dim": a.dim}, aligned=a)
+                               settings.pca_components, {"dim": a.dim}, aligned=a, workers=workers)
 
-    if jobs > 1 and len(aligned) > 1:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=max(1, (os.cpu_count() or 1) // jobs)), ThreadPoolExecutor(jobs) as pool:
-            for store_rows in pool.map(one_store, aligned):
-                rows += store_rows
-    else:
-        for a in aligned:
-            rows += one_store(a)
+    tasks = list(tasks) + [lambda workers, a=a: one_store(a, workers) for a in aligned]
+    _ = fold.response_gram, fold.test_ranks, fold.context_mean  # computed once, before threads share them
+    inner = jobs if len(tasks) < jobs else 1
+    for task_rows in parallel_map(lambda task: task(inner), tasks, jobs):
+        rows += task_rows
     return rows
 
 
-def _estimator_rows(context, fold, embedding, x_train, x_test, train_rows, covered_test, common, n_components, params, aligned=None):
+def _random_rows(context: _Context, fold: FoldData, everything: np.ndarray, common: np.ndarray, workers: int) -> list[dict]:
     settings = context.settings
-    projections = CVProjections.fit(x_train, x_test, n_components, settings.inner_folds, settings.inner_seed)
+    dim = settings.pca_components
+    x_train, x_test = random_embeddings(len(fold.train_ids), len(fold.test_ids), dim, settings.random_seed, fold.cell_line, fold.fold)
+    return _estimator_rows(context, fold, R.RANDOM, x_train, x_test, np.arange(len(fold.train_ids)), everything, common,
+                           settings.pca_components, {"seed": settings.random_seed, "dim": dim}, workers=workers)
+
+
+def _idealized_rows(context: _Context, fold: FoldData, everything: np.ndarray, common: np.ndarray, workers: int) -> list[dict]:
+    n_ideal = min(context.settings.pca_components, len(fold.train_ids) + len(fold.test_ids), fold.y_train.shape[1])
+    x_train, x_test = idealized_embeddings(fold.y_train, fold.y_test, n_ideal)
+    return _estimator_rows(context, fold, R.IDEALIZED, x_train, x_test, np.arange(len(fold.train_ids)), everything, common,
+                           None, {"pca_of_responses": n_ideal, "leaks_test_labels": True}, workers=workers)
+
+
+def _estimator_rows(context, fold, embedding, x_train, x_test, train_rows, covered_test, common, n_components, params,
+                    aligned=None, workers: int = 1):
+    settings = context.settings
+    projections = CVProjections.fit(x_train, x_test, n_components, settings.inner_folds, settings.inner_seed, workers)
     fallback = fold.context_mean if context.fallback == "context_mean" else np.zeros(fold.y_train.shape[1])
     rows = []
     for estimator in context.estimators:
         if estimator == "knn":
-            fit = knn_cv_predict(projections, fold.response_gram, train_rows, fold.y_train, settings.k_grid)
+            fit = knn_cv_predict(projections, fold.response_gram, train_rows, fold.y_train, settings.k_grid, workers)
             chosen = {"k": fit.k, "cv_l2": {str(k): v for k, v in fit.cv_l2.items()}}
         else:
             from embhub.evaluate.lasso import lasso_cv_predict
