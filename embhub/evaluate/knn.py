@@ -42,29 +42,22 @@ def sorted_neighbours(train: np.ndarray, query: np.ndarray, k: int) -> np.ndarra
 def l2_for_every_k(gram: np.ndarray, query_rows: np.ndarray, neighbour_rows: np.ndarray, k_grid: tuple[int, ...]) -> np.ndarray:
     """Validation L2 ``(n_query, len(k_grid))`` of the mean-of-k-neighbours prediction, from the Gram matrix.
 
-    ``query_rows`` ``(n_query,)`` and ``neighbour_rows`` ``(n_query, k_max)`` index rows of ``gram``. The
-    neighbour ranks are cut at the grid values into bands; the sum of K over the first k neighbours is
-    assembled from band × band block sums, and K's symmetry halves the entries gathered.
+    ``query_rows`` ``(n_query,)`` and ``neighbour_rows`` ``(n_query, k_max)`` index rows of ``gram``.
     """
     n = gram.shape[0]
     flat = gram.ravel()
     own = flat.take(query_rows * (n + 1))
     cross = np.cumsum(flat.take(query_rows[:, None] * n + neighbour_rows), axis=1)
-    ordered = sorted(set(int(k) for k in k_grid))
-    edges = [0, *ordered]
-    bands = [neighbour_rows[:, start:stop] for start, stop in zip(edges[:-1], edges[1:])]
-    among = {}
-    running = np.zeros(len(query_rows))
-    for j, band in enumerate(bands):
-        offsets = band * n
-        for i in range(j + 1):
-            block = flat.take(offsets[:, :, None] + bands[i][:, None, :]).sum(axis=(1, 2))
-            running = running + (block if i == j else 2.0 * block)
-        among[ordered[j]] = running
+    k_max = max(k_grid)
+    block = flat.take(neighbour_rows[:, :k_max, None] * n + neighbour_rows[:, None, :k_max])
     out = np.empty((len(query_rows), len(k_grid)))
-    for column, k in enumerate(k_grid):
-        k = int(k)
-        squared = own - 2.0 * cross[:, k - 1] / k + among[k] / (k * k)
+    among = np.zeros(len(query_rows))
+    previous = 0
+    for column in np.argsort(k_grid, kind="stable"):
+        k = int(k_grid[column])
+        among = among + block[:, previous:k, :k].sum(axis=(1, 2)) + block[:, :previous, previous:k].sum(axis=(1, 2))
+        previous = k
+        squared = own - 2.0 * cross[:, k - 1] / k + among / (k * k)
         out[:, column] = np.sqrt(np.clip(squared, 0.0, None))
     return out
 
