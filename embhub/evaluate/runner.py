@@ -172,11 +172,13 @@ def _row(context: _Context, fold: FoldData, method: str, embedding: str, metric:
 def _scored_rows(context, fold, method, embedding, predictions, covered, common, params, aligned=None, ranks=None):
     rows = []
     predicted_ranks = row_ranks(predictions)
+    scores = None
     for subset, mask in (("all", np.ones(len(fold.test_ids), bool)), ("common", common)):
         if not mask.any():
             continue
-        metric_ranks = None if ranks is None else ranks[mask]
-        scores = lfc_metrics(fold.y_test[mask], predictions[mask], metric_ranks, predicted_ranks[mask])
+        if scores is None or not mask.all():
+            metric_ranks = None if ranks is None else ranks[mask]
+            scores = lfc_metrics(fold.y_test[mask], predictions[mask], metric_ranks, predicted_ranks[mask])
         n_covered = int((covered & mask).sum())
         for metric, value in scores.items():
             rows.append(_row(context, fold, method, embedding, metric, value, int(mask.sum()), n_covered, subset, params, aligned))
