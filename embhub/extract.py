@@ -8,6 +8,7 @@ the one an uninterrupted run writes.
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import re
 from dataclasses import dataclass
@@ -37,9 +38,14 @@ class ExtractionResult:
     already_complete: bool
 
 
-def default_store_path(model: str, items_hash: str, source: str | None) -> Path:
+def default_store_path(spec: ModelSpec, items_hash: str, source: str | None) -> Path:
+    """``<stores>/<model>/<input stem>-<inputs hash>.zarr``; a run with ``--set`` overrides gets its own
+    name (``…-set-<hash of the overridden model>``) so it never collides with the entry's own store."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(source).stem) if source else "default"
-    return default_store_dir() / model / f"{stem}-{items_hash[:10]}.zarr"
+    variant = ""
+    if spec.overrides:
+        variant = "-set-" + hashlib.sha256(spec.identity().encode()).hexdigest()[:8]
+    return default_store_dir() / spec.name / f"{stem}-{items_hash[:10]}{variant}.zarr"
 
 
 def extract(
@@ -65,7 +71,7 @@ def extract(
     if not items:
         raise InputError(f"no items to embed for model '{spec.name}'")
     items_hash = hash_items(items)
-    out = Path(out) if out else default_store_path(spec.name, items_hash, source)
+    out = Path(out) if out else default_store_path(spec, items_hash, source)
     identity = _identity(spec, items_hash, dtype)
     writer, resumed = _open_writer(out, spec, provider, items, identity, batch_size, dtype, overwrite, plugins, source)
     if writer is None:
@@ -125,7 +131,7 @@ def _manifest(spec, provider, items, identity, dtype, plugins, source) -> dict[s
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "identity": identity,
-        "model": {"name": spec.name, "source": spec.source, "description": spec.description},
+        "model": {"name": spec.name, "source": spec.source, "description": spec.description, "overrides": spec.overrides},
         "provider": {
             "name": provider.name,
             "version": provider.version,

@@ -13,7 +13,7 @@ import difflib
 import json
 import os
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -37,6 +37,8 @@ class ModelSpec:
     revision: str | None = None
     description: str = ""
     source: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Values given on the command line (``--set``) for this run, already merged into the fields above."""
 
     def identity(self) -> str:
         """A canonical JSON string of what determines this model's vectors."""
@@ -63,9 +65,10 @@ class Registry:
         hint = f" (did you mean {', '.join(close)}?)" if close else "; run 'embhub models' to list them"
         raise RegistryError(f"no model named '{name}' in the registry{hint}")
 
-    def resolve(self, name: str, plugins: Plugins) -> tuple[ModelSpec, Provider]:
-        """The model's spec and a provider instance with validated parameters."""
-        spec = self.get(name)
+    def resolve(self, name: str, plugins: Plugins, overrides: dict[str, Any] | None = None) -> tuple[ModelSpec, Provider]:
+        """The model's spec and a provider instance with validated parameters; ``overrides`` replace entry
+        parameters (or ``checkpoint`` / ``revision``) for this run and are validated like the entry."""
+        spec = with_overrides(self.get(name), overrides or {})
         provider_cls = provider_for(spec, plugins)
         return spec, provider_cls(build_parameters(spec, provider_cls))
 
@@ -108,6 +111,43 @@ def load_registry(plugins: Plugins, extra_files: Iterable[str | Path] = ()) -> R
             seen[entry.name] = path
             models[entry.name] = entry
     return Registry(models)
+
+
+def with_overrides(spec: ModelSpec, overrides: dict[str, Any]) -> ModelSpec:
+    if not overrides:
+        return spec
+    parameters = {**spec.parameters, **{k: v for k, v in overrides.items() if k not in ("checkpoint", "revision")}}
+    changed = {k: overrides[k] for k in ("checkpoint", "revision") if k in overrides}
+    shown = ", ".join(f"{k}={v}" for k, v in overrides.items())
+    return replace(spec, parameters=parameters, source=f"{spec.source}; --set {shown}", overrides=dict(overrides), **changed)
+
+
+def parse_overrides(assignments: Iterable[str]) -> dict[str, Any]:
+    """``["radius=3", "fasta=my.fasta"]`` → ``{"radius": 3, "fasta": "my.fasta"}`` (values read as YAML scalars)."""
+    overrides: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise RegistryError(f"--set '{assignment}' is not KEY=VALUE; write e.g. --set radius=3")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, (dict, list)):
+            value = text
+        if isinstance(value, str):
+            value = _number_or_text(value)
+        overrides[key] = value
+    return overrides
+
+
+def _number_or_text(text: str) -> Any:
+    """YAML 1.1 reads ``1e-3`` as text; a command-line value that is a number should be one."""
+    try:
+        return float(text) if any(c in text.lower() for c in ".e") else int(text)
+    except ValueError:
+        return text
 
 
 def provider_for(spec: ModelSpec, plugins: Plugins) -> type[Provider]:

@@ -13,7 +13,7 @@ from embhub.cli.render import console, error_console
 from embhub.extract import extract
 from embhub.inputs import read_items
 from embhub.plugins import load_plugins
-from embhub.registry import load_registry
+from embhub.registry import load_registry, parse_overrides
 
 
 def extract_command(
@@ -27,11 +27,14 @@ def extract_command(
     batch_size: Optional[int] = typer.Option(None, help="Items per batch (memory is bounded by this)."),
     dtype: str = typer.Option("float32", help="Vector dtype: float32, float16 or float64."),
     overwrite: bool = typer.Option(False, help="Replace an existing store at --out instead of resuming it."),
+    set_: Optional[List[str]] = typer.Option(
+        None, "--set", help="KEY=VALUE: override a parameter of the model's entry for this run (repeatable), e.g. --set fasta=my.fasta."
+    ),
     registry: Optional[List[Path]] = RegistryOption,
 ) -> None:
     """Embed the items of --input with --model into a Zarr store; re-running resumes an interrupted run."""
     plugins = load_plugins()
-    spec, provider = load_registry(plugins, registry or []).resolve(model, plugins)
+    spec, provider = load_registry(plugins, registry or []).resolve(model, plugins, parse_overrides(set_ or []))
     missing = provider.missing_requirements()
     if missing:
         from embhub.errors import PluginError

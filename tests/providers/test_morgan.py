@@ -108,3 +108,30 @@ def test_empty_input_and_duplicate_ids_are_one_line_errors(tmp_path):
     assert_one_line_error(run_cli("extract", "-m", "morgan-2-2048", "-i", missing_column), "no value column", "--value-column")
     ok = run_cli("extract", "-m", "morgan-2-2048", "-i", missing_column, "--value-column", "structure", "-o", tmp_path / "s.zarr")
     assert ok.exit_code == 0
+
+
+def test_set_overrides_an_entry_parameter_for_one_run(tmp_path, isolated_home):
+    table = tmp_path / "drugs.csv"
+    table.write_text("name,smiles\n" + "".join(f"{k},{v}\n" for k, v in DRUGS.items()))
+    outcome = run_cli("extract", "-m", "morgan-2-2048", "-i", table, "--set", "radius=3", "--set", "n_bits=256", "--set", "counts=true")
+    assert outcome.exit_code == 0, outcome
+    written = [p for p in (isolated_home / "stores" / "morgan-2-2048").glob("*.zarr")]
+    assert len(written) == 1 and "-set-" in written[0].name
+    store = EmbeddingStore.open(written[0])
+    for row, name in enumerate(store.input_ids):
+        np.testing.assert_array_equal(store.vectors()[row], expected_fingerprint(DRUGS[name], 3, 256, True, False))
+    model = store.manifest["model"]
+    assert model["overrides"] == {"radius": 3, "n_bits": 256, "counts": True} and "--set" in model["source"]
+    plain = run_cli("extract", "-m", "morgan-2-2048", "-i", table)
+    assert plain.exit_code == 0, plain
+    assert len(list((isolated_home / "stores" / "morgan-2-2048").glob("*.zarr"))) == 2
+
+
+@pytest.mark.parametrize(
+    "assignment,fragments",
+    [("radius", ["--set 'radius' is not KEY=VALUE"]), ("bogus=1", ["no parameter 'bogus'"]), ("radius=two", ["'radius' = 'two' should be int"])],
+)
+def test_bad_set_is_a_one_line_error(tmp_path, assignment, fragments):
+    table = tmp_path / "drugs.csv"
+    table.write_text("name,smiles\naspirin,CC(=O)Oc1ccccc1C(=O)O\n")
+    assert_one_line_error(run_cli("extract", "-m", "morgan-2-2048", "-i", table, "-o", tmp_path / "s.zarr", "--set", assignment), *fragments)
