@@ -108,12 +108,18 @@ def ceiling_command(
     seed: int = typer.Option(5050, help="Root seed of the bootstrap (study: 5050)."),
     outer: int = typer.Option(10, help="Batch resamples per perturbation (study: 10)."),
     inner: Optional[int] = typer.Option(None, help="Cell resamples per batch (study: 10, plate-matched 20)."),
+    deg: bool = typer.Option(True, help="Also the DEG noise floor: F1 of DEG calls re-run on resampled cells."),
+    deg_trials: Optional[int] = typer.Option(
+        None, help="DEG resampling trials (pooled, study: 20) or plate draws (plate vote, study: 3, × 3 cell draws)."
+    ),
 ) -> None:
-    """Bootstrap the experimental-error ceiling of a prepared dataset and save it with the dataset."""
+    """Bootstrap the experimental-error ceiling (LFC, and DEG F1) of a prepared dataset and save it with it."""
     from embhub.datasets.ceiling import ceiling_of_prepared
 
     with error_console.status(f"bootstrapping the ceiling of {name}"):
-        prepared = ceiling_of_prepared(name, [str(p) for p in raw] if raw else None, outer, inner, seed, jobs)
+        prepared = ceiling_of_prepared(
+            name, [str(p) for p in raw] if raw else None, outer, inner, seed, jobs, deg=deg, deg_trials=deg_trials
+        )
     show_prepared(prepared)
 
 
@@ -121,17 +127,21 @@ def show_prepared(prepared) -> None:
     if prepared.simulated:
         console.print("[bold yellow]SIMULATED dataset — not real data[/]")
     summary = prepared.manifest.get("ceiling", {}).get("summary", {})
-    table = Table("cell line", "perturbations", "with DEG labels", "genes", "ceiling L2 (q0.9)")
+    table = Table(
+        "cell line", "perturbations", "with DEG labels", "genes", "ceiling L2 (q0.9)", "ceiling DEG F1 (q0.1)"
+    )
     for line in prepared.cell_lines:
         data = prepared.cell_line(line)
         mask = data.deg_mask
         ceiling = summary.get(line, {}).get("cell_line_l2_q0.9")
+        deg_ceiling = summary.get(line, {}).get("cell_line_deg_f1_q0.1")
         table.add_row(
             line,
             str(len(data.pert_ids)),
             "-" if mask is None else str(int(mask.sum())),
             str(len(prepared.genes)),
             "-" if ceiling is None else f"{ceiling:.3f}",
+            "-" if deg_ceiling is None else f"{deg_ceiling:.3f}",
         )
     console.print(f"[bold]{prepared.name}[/] ({prepared.manifest.get('kind')}) → {prepared.path}")
     console.print(table)

@@ -13,8 +13,10 @@ Seeds: root ``SeedSequence(5050)``; the control takes ``root.spawn(1)[0]``, then
 batches) and each of those one child per drawn batch (which draws the cells, ``n_inner`` times in a row).
 
 Every replicate is a weighted sum of cells, so the weights are drawn first (cheap, from ``obs`` alone,
-parallel over perturbations) and the cells are streamed once per chunk of perturbations: memory depends on
-the perturbations of a chunk, not on the number of cells.
+parallel over perturbations) and the cells are streamed once per chunk of perturbations. Resampling needs the
+members of every (perturbation, batch) group, so one cell line at a time the numbers of its cells are held
+(about 20 bytes a cell of that line, plus the drawn weights of a chunk of perturbations); nothing is held for
+the cells of other lines.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from embhub.datasets.pseudobulk import Plan, plan_groups
+from embhub.datasets.pseudobulk import Plan, code_blocks, plan_groups
 from embhub.datasets.recipe import CellSource, Dataset
 
 SEED = 5050
@@ -81,30 +83,34 @@ def point_weights(group: Group) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(cells), np.concatenate(weights)
 
 
-def line_groups(plan: Plan, index: int, control: str, file_offsets: np.ndarray) -> tuple[list[Group], Group | None]:
+def line_groups(
+    source: CellSource, plan: Plan, index: int, dataset: Dataset, file_offsets: np.ndarray
+) -> tuple[list[Group], Group | None]:
     """Bootstrap units of one cell line: one per perturbation (sorted ids) and the pooled control (global mode).
 
-    Needs ``plan.cell_codes[f]["batch"]``: each cell's batch number within its cell line.
+    Streams the cell tables once and keeps the global cell numbers of this line's cells only.
     """
     import pandas as pd
 
     line = plan.lines[index]
-    frames = []
-    for offset, codes in zip(file_offsets, plan.cell_codes):
-        frames.append(
-            pd.DataFrame(
-                {
-                    "cell": offset + np.arange(len(codes)),
-                    "pert": codes["lfc"].to_numpy() - plan.lfc_offsets[index],
-                    "control": codes["control"].to_numpy() - plan.control_offsets[index],
-                    "batch": codes["batch"].to_numpy(),
-                }
+    parts = []
+    for file, offset in zip(source.files, file_offsets):
+        for start, codes in code_blocks(plan, file, dataset):
+            rows = np.flatnonzero((codes["line"] == index) & ((codes["lfc"] >= 0) | (codes["control"] >= 0)))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "cell": offset + start + rows,
+                        "pert": codes["lfc"][rows] - plan.lfc_offsets[index],
+                        "control": codes["control"][rows] >= 0,
+                        "batch": codes["batch"][rows],
+                    }
+                )
             )
-        )
-    cells = pd.concat(frames, ignore_index=True)
-    in_controls = cells[(cells["control"] >= 0) & (cells["control"] < len(line.batches))]
-    controls = {int(b): g["cell"].to_numpy() for b, g in in_controls.groupby("control")}
-    perturbed = cells[(cells["pert"] >= 0) & (cells["pert"] < len(line.pert_ids))]
+    cells = pd.concat(parts, ignore_index=True)
+    control = dataset.bootstrap_control
+    controls = {int(b): g["cell"].to_numpy() for b, g in cells[cells["control"]].groupby("batch")}
+    perturbed = cells[cells["pert"] >= 0]
     by_pert: dict[int, dict[int, np.ndarray]] = {}
     for (p, b), g in perturbed.groupby(["pert", "batch"]):
         by_pert.setdefault(int(p), {})[int(b)] = g["cell"].to_numpy()
@@ -132,8 +138,8 @@ def bootstrap_line(
     """Per-perturbation error quantiles ``(n_perts, Q)`` (keys ``l2``, ``mse``, ``mae``) for one cell line."""
     n_inner = n_inner or dataset.ceiling_inner
     n_reps = n_outer * n_inner
-    file_offsets = np.concatenate([[0], np.cumsum([len(f.cells) for f in source.files])])
-    groups, pooled = line_groups(plan, index, dataset.bootstrap_control, file_offsets[:-1])
+    file_offsets = np.concatenate([[0], np.cumsum([f.n_cells for f in source.files])])
+    groups, pooled = line_groups(source, plan, index, dataset, file_offsets[:-1])
     root = np.random.SeedSequence(seed)
     control_seed = root.spawn(1)[0]
     pert_seeds = root.spawn(len(groups))
@@ -197,7 +203,7 @@ def _stream(source, plan, dataset, rows, n_rows, n_total, file_offsets) -> list[
     matrix = sp.csc_matrix((weights, (reps, cells)), shape=(n_sets * n_rows, n_total))
     out = np.zeros((n_sets * n_rows, len(source.gene_ids)))
     for file, offset in zip(source.files, file_offsets):
-        if matrix[:, offset : offset + len(file.cells)].nnz == 0:
+        if matrix[:, offset : offset + file.n_cells].nnz == 0:
             continue
         library = dataset.ceiling_library
         for start, n_cells, normalised in file.matrix.normalised_blocks(file.panel_columns, (library,)):
@@ -219,24 +225,10 @@ def compute_ceiling(
 ) -> tuple[Plan, dict[str, dict[str, np.ndarray]]]:
     """Bootstrap quantiles for every cell line of ``source``: ``{line: {"l2"|"mse"|"mae": (n_perts, Q)}}``."""
     plan = plan_groups(source, dataset)
-    for codes, file in zip(plan.cell_codes, source.files):
-        codes["batch"] = _batch_index(plan, file.cells)
     results = {}
     for index, line in enumerate(plan.lines):
         results[line.name] = bootstrap_line(source, plan, index, dataset, n_outer, n_inner, seed=seed, n_jobs=n_jobs)
     return plan, results
-
-
-def _batch_index(plan: Plan, cells) -> np.ndarray:
-    """Batch number of each cell inside its own cell line (−1 for cells of no line)."""
-    from embhub.datasets.pseudobulk import positions
-
-    out = np.full(len(cells), -1, dtype=np.int32)
-    line_of_cell = positions(cells["cell_line"], np.array([line.name for line in plan.lines]))
-    for i, line in enumerate(plan.lines):
-        rows = np.flatnonzero(line_of_cell == i)
-        out[rows] = positions(cells["batch"].iloc[rows], line.batches)
-    return out
 
 
 def ceiling_of_prepared(
@@ -246,18 +238,30 @@ def ceiling_of_prepared(
     n_inner: int | None = None,
     seed: int = SEED,
     n_jobs: int = 1,
+    deg: bool = True,
+    deg_trials: int | None = None,
 ):
     """Bootstrap the ceiling of a prepared dataset from its raw files and save it with the dataset.
 
-    The raw files are those recorded in the manifest unless ``raw`` names them; their sizes must match the
-    recorded inputs. Returns the reopened :class:`~embhub.datasets.prepared.PreparedDataset`.
+    The LFC ceiling always; with ``deg``, also the DEG noise floor (:mod:`embhub.datasets.deg_ceiling`) of
+    every cell line with DEG labels (``deg_trials``: pooled trials or plate-vote outer draws). The raw files
+    are those recorded in the manifest unless ``raw`` names them; their sizes must match the recorded inputs.
+    Returns the reopened :class:`~embhub.datasets.prepared.PreparedDataset`.
     """
     from pathlib import Path
 
     import zarr
 
     from embhub.datasets.catalog import dataset_recipe
-    from embhub.datasets.prepared import MANIFEST_KEY, PreparedDataset, write_ceiling
+    from embhub.datasets.deg_ceiling import (
+        DEG_CEILING_QUANTILE,
+        DEG_QUANTILES,
+        PLATE_INNER,
+        PLATE_OUTER,
+        POOLED_TRIALS,
+        deg_ceiling_line,
+    )
+    from embhub.datasets.prepared import MANIFEST_KEY, PreparedDataset, write_ceiling, write_deg_ceiling
     from embhub.errors import InputError
 
     prepared = PreparedDataset.open(name_or_path)
@@ -281,7 +285,7 @@ def ceiling_of_prepared(
     plan, results = compute_ceiling(dataset, source, n_outer, n_inner, seed, n_jobs)
     group = zarr.open_group(str(prepared.path), mode="r+", zarr_format=3)
     summary = {}
-    for line in plan.lines:
+    for index, line in enumerate(plan.lines):
         stored = prepared.cell_line(line.name)
         if list(stored.pert_ids) != list(line.pert_ids):
             raise InputError(f"raw files of '{prepared.name}' no longer give its perturbations; prepare it again")
@@ -293,6 +297,15 @@ def ceiling_of_prepared(
         folds = stored.folds
         per_fold = {str(f): float(q90[folds == f].mean()) for f in sorted(set(folds)) if f >= 0}
         attrs = {"cell_line_l2_q0.9": float(q90.mean()), "fold_l2_q0.9": per_fold}
+        if deg and stored.has_deg:
+            scores = deg_ceiling_line(
+                source, plan, index, dataset, stored.deg, stored.deg_mask, folds, seed, deg_trials, deg_trials
+            )
+            if scores is not None:
+                write_deg_ceiling(prepared.path, line.name, DEG_QUANTILES, scores)
+                f1 = scores["f1"][:, DEG_QUANTILES.index(DEG_CEILING_QUANTILE)]
+                attrs["fold_deg_f1_q0.1"] = {str(f): float(v) for f, v in enumerate(f1) if np.isfinite(v)}
+                attrs["cell_line_deg_f1_q0.1"] = float(np.nanmedian(f1))
         group[f"cell_lines/{line.name}/ceiling"].attrs.update(attrs)
         summary[line.name] = attrs
     manifest = dict(group.attrs[MANIFEST_KEY])
@@ -307,5 +320,16 @@ def ceiling_of_prepared(
         "per bootstrap one child per outer draw, one grandchild per drawn batch",
         "summary": summary,
     }
+    if deg:
+        pooled = dataset.deg == "pooled"
+        manifest["ceiling"]["deg"] = {
+            "replicates": f"{deg_trials or POOLED_TRIALS} trials of cell resampling"
+            if pooled
+            else f"{deg_trials or PLATE_OUTER} plate draws × {PLATE_INNER} cell draws",
+            "quantiles": list(DEG_QUANTILES),
+            "table_quantile": DEG_CEILING_QUANTILE,
+            "library_size_over": dataset.deg_library,
+            "summary": "per fold F1 at the 0.1 quantile; cell_line_deg_f1_q0.1 is the median over folds",
+        }
     group.attrs[MANIFEST_KEY] = manifest
     return PreparedDataset.open(prepared.path)

@@ -1,8 +1,9 @@
-"""Stream raw single-cell counts from an ``.h5ad`` file in row blocks, normalised to log1p(CP10k).
+"""Stream raw single-cell counts and obs columns from an ``.h5ad`` file in row blocks.
 
 The count matrix is read straight from the HDF5 file (CSR groups or dense arrays) one block of cells at a
-time, so memory depends on the block size and the gene panel, never on the number of cells. ``obs`` and
-``var`` are read whole: they are one row per cell and per gene, and small next to the matrix.
+time, and so are the few ``obs`` columns a recipe needs (:class:`ObsColumns`: categorical codes and string
+or numeric values by row slice), so memory depends on the block size and the gene panel, never on the
+number of cells. ``var`` is read whole: one row per gene.
 
 Normalisation follows scanpy's ``normalize_total(target_sum=1e4)`` then ``log1p`` (natural log): each cell
 is scaled to 10,000 counts (cells with no counts stay zero). The library size is summed either over the
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
@@ -27,16 +28,115 @@ TARGET_SUM = 1e4
 DEFAULT_BLOCK_CELLS = 8192
 
 
-def read_obs_var(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ``obs`` and ``var`` tables of an h5ad file, without loading its matrix."""
+def _open(path: Path):
     import h5py
-    from anndata.io import read_elem
 
     try:
-        with h5py.File(path, "r") as handle:
-            return read_elem(handle["obs"]), read_elem(handle["var"])
-    except (OSError, KeyError) as exc:
+        return h5py.File(path, "r")
+    except OSError as exc:
         raise InputError(f"{path} is not a readable .h5ad file ({exc}); check the path") from None
+
+
+def read_var(path: Path) -> pd.DataFrame:
+    """The ``var`` table of an h5ad file (one row per gene), without loading its matrix or ``obs``."""
+    from anndata.io import read_elem
+
+    with _open(path) as handle:
+        if "var" not in handle:
+            raise InputError(f"{path} has no var table; is it an .h5ad file?")
+        return read_elem(handle["var"])
+
+
+@dataclass
+class ObsColumns:
+    """Row-block reader of chosen ``obs`` columns of an h5ad file; the whole table is never loaded.
+
+    Handles anndata's column encodings: ``categorical`` (codes sliced, categories read once), ``array``
+    and ``string-array`` datasets, the ``nullable-*`` groups (``values`` + ``mask``), and the pre-0.7
+    layout (codes whose ``categories`` attribute references ``obs/__categories``).
+    """
+
+    path: Path
+    block_cells: int = DEFAULT_BLOCK_CELLS
+
+    @property
+    def names(self) -> list[str]:
+        """Column names of ``obs`` (its index excluded)."""
+        with _open(self.path) as handle:
+            obs = self._obs(handle)
+            order = obs.attrs.get("column-order")
+            if order is None:
+                index = obs.attrs.get("_index", "_index")
+                return [k for k in obs.keys() if k not in (index, "__categories")]
+            return [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(order)]
+
+    @property
+    def n_rows(self) -> int:
+        with _open(self.path) as handle:
+            obs = self._obs(handle)
+            index = obs.attrs.get("_index", "_index")
+            if isinstance(index, bytes):
+                index = index.decode()
+            return int(obs[index].shape[0])
+
+    def blocks(self, columns: Sequence[str]) -> Iterator[tuple[int, pd.DataFrame]]:
+        """Yield ``(first_row, DataFrame of columns)`` for consecutive blocks of ``block_cells`` rows."""
+        import pandas as pd
+
+        n_rows = self.n_rows
+        with _open(self.path) as handle:
+            obs = self._obs(handle)
+            missing = [c for c in columns if c not in obs]
+            if missing:
+                raise InputError(
+                    f"{self.path}: obs has no column '{missing[0]}' (columns: {', '.join(self.names[:12])}); "
+                    "is this the right file for this dataset?"
+                )
+            readers = {c: _column_reader(handle, obs[c], self.path, c) for c in columns}
+            for start in range(0, n_rows, self.block_cells):
+                rows = slice(start, min(start + self.block_cells, n_rows))
+                yield start, pd.DataFrame({c: read(rows) for c, read in readers.items()})
+
+    def _obs(self, handle):
+        if "obs" not in handle:
+            raise InputError(f"{self.path} has no obs table; is it an .h5ad file?")
+        return handle["obs"]
+
+
+def _column_reader(handle, node, path: Path, name: str):
+    """A function ``rows -> values`` (numpy array or pandas Categorical) for one obs column."""
+    import h5py
+    import pandas as pd
+
+    encoding = node.attrs.get("encoding-type", "")
+    if isinstance(encoding, bytes):
+        encoding = encoding.decode()
+    if encoding == "categorical":
+        categories = _values(node["categories"], slice(None))
+        return lambda rows: pd.Categorical.from_codes(node["codes"][rows].astype(np.int64), categories)
+    if encoding.startswith("nullable-"):
+
+        def read(rows):
+            values = _values(node["values"], rows).astype(object)
+            values[node["mask"][rows].astype(bool)] = None
+            return values
+
+        return read
+    if isinstance(node, h5py.Dataset):
+        if "categories" in node.attrs:
+            categories = _values(handle[node.attrs["categories"]], slice(None))
+            return lambda rows: pd.Categorical.from_codes(node[rows].astype(np.int64), categories)
+        return lambda rows: _values(node, rows)
+    raise InputError(
+        f"{path}: obs column '{name}' is stored as '{encoding or 'an unknown encoding'}'; "
+        "rewrite the file with a current anndata (adata.write_h5ad)"
+    )
+
+
+def _values(node, rows) -> np.ndarray:
+    if node.dtype.kind in ("O", "S"):
+        return np.asarray(node.asstr()[rows], dtype=object)
+    return np.asarray(node[rows])
 
 
 @dataclass

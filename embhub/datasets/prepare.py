@@ -86,6 +86,7 @@ def prepare_dataset(
             deg=deg,
             deg_mask=deg_mask,
             aliases=line.aliases or None,
+            annotations=line_annotations(source.pert_annotations, line.pert_ids),
         )
     exclusions = dict(plan.exclusions)
     return writer.finish(
@@ -100,6 +101,14 @@ def prepare_dataset(
             for line in plan.lines
         },
     )
+
+
+def line_annotations(annotations: dict[str, dict[str, str]], pert_ids) -> dict[str, list[str]] | None:
+    """Per annotation field, one value per perturbation of a line ("" where the source has none)."""
+    fields = sorted({name for values in annotations.values() for name in values})
+    if not fields:
+        return None
+    return {name: [annotations.get(str(p), {}).get(name, "") for p in pert_ids] for name in fields}
 
 
 def line_deg(plan: Plan, sums: Sums, index: int, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:

@@ -15,8 +15,12 @@ This is the contract between ``embhub datasets prepare`` (which writes it) and `
         deg         (n, G) int8    optional: −1/0/+1 labels; rows with deg_mask False are unlabelled
         deg_mask    (n,) bool      optional: which perturbations have DEG labels
         pert_aliases/<namespace> (n,) str  optional: the perturbations' ids in other namespaces (inchikey, smiles)
+        pert_annotations/<field> (n,) str  optional: descriptive fields (Tahoe: targets, moa-broad, moa-fine…)
         ceiling/l2  (n, Q) float32 optional: per-perturbation bootstrap quantiles of the L2 error
                                    (quantiles in the ceiling group's attrs["quantiles"])
+        deg_ceiling/f1, recall, precision  (n_folds, Q) float32  optional: per fold, quantiles over
+                                   resampling replicates of the DEG scores of re-run DEG calls against the labels
+                                   (quantiles in attrs["quantiles"]; NaN for folds without labelled perturbations)
 """
 
 from __future__ import annotations
@@ -110,6 +114,16 @@ class CellLineData:
             return None
         return _strings(self.group[f"pert_aliases/{namespace}"])
 
+    def annotation_fields(self) -> list[str]:
+        """Descriptive fields stored per perturbation (e.g. ``targets``, ``moa-fine`` for Tahoe drugs)."""
+        return sorted(self.group["pert_annotations"].array_keys()) if "pert_annotations" in self.group else []
+
+    def pert_annotation(self, name: str) -> np.ndarray | None:
+        """One descriptive field per perturbation ``(n,)`` ("" where unknown), or None if not stored."""
+        if name not in self.annotation_fields():
+            return None
+        return _strings(self.group[f"pert_annotations/{name}"])
+
     @property
     def has_ceiling(self) -> bool:
         return "ceiling" in self.group and "l2" in self.group["ceiling"]
@@ -125,6 +139,20 @@ class CellLineData:
         if quantile not in quantiles:
             raise InputError(f"ceiling of {self.name} has quantiles {quantiles}, not {quantile}")
         return np.asarray(self.group["ceiling/l2"][:, quantiles.index(quantile)])
+
+
+    @property
+    def has_deg_ceiling(self) -> bool:
+        return "deg_ceiling" in self.group and "f1" in self.group["deg_ceiling"]
+
+    def deg_ceiling(self, quantile: float = 0.1, metric: str = "f1") -> np.ndarray | None:
+        """Per fold, the DEG noise floor at ``quantile`` ``(n_folds,)`` (study tables: F1 at 0.1), or None."""
+        if not self.has_deg_ceiling:
+            return None
+        quantiles = list(self.group["deg_ceiling"].attrs["quantiles"])
+        if quantile not in quantiles:
+            raise InputError(f"DEG ceiling of {self.name} has quantiles {quantiles}, not {quantile}")
+        return np.asarray(self.group[f"deg_ceiling/{metric}"][:, quantiles.index(quantile)], dtype=np.float64)
 
 
 class PreparedDataset:
@@ -232,6 +260,7 @@ class PreparedDatasetWriter:
         deg: np.ndarray | None = None,
         deg_mask: Sequence[bool] | None = None,
         aliases: dict[str, Sequence[str]] | None = None,
+        annotations: dict[str, Sequence[str]] | None = None,
     ) -> None:
         n = len(pert_ids)
         lfc = np.asarray(lfc, dtype=np.float32)
@@ -258,6 +287,11 @@ class PreparedDatasetWriter:
             if len(values) != n:
                 raise ValueError(f"aliases '{namespace}' of {name} have {len(values)} entries, expected {n}")
             group.create_array(f"pert_aliases/{namespace}", shape=(n,), dtype=str)[:] = np.asarray(values, dtype=object)
+        for field_name, values in (annotations or {}).items():
+            if len(values) != n:
+                raise ValueError(f"annotation '{field_name}' of {name} has {len(values)} entries, expected {n}")
+            array = group.create_array(f"pert_annotations/{field_name}", shape=(n,), dtype=str)
+            array[:] = np.asarray(values, dtype=object)
         self.manifest["cell_lines"].append(name)
         self._save()
 
@@ -285,6 +319,21 @@ def write_ceiling(path: Path, cell_line: str, quantiles: Sequence[float], l2: np
     for key, values in arrays.items():
         values = np.asarray(values, dtype=np.float32)
         ceiling.create_array(key, shape=values.shape, dtype="float32")[:] = values
+
+
+def write_deg_ceiling(path: Path, cell_line: str, quantiles: Sequence[float], scores: dict[str, np.ndarray]) -> None:
+    """Save per-fold quantiles ``(n_folds, Q)`` of the DEG noise floor (``f1``, ``recall``, ``precision``)."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r+", zarr_format=3)
+    line = group[f"cell_lines/{cell_line}"]
+    if "deg_ceiling" in line:
+        del line["deg_ceiling"]
+    ceiling = line.create_group("deg_ceiling")
+    ceiling.attrs["quantiles"] = [float(q) for q in quantiles]
+    for key, values in scores.items():
+        values = np.asarray(values, dtype=np.float32)
+        ceiling.create_array(key, shape=values.shape, dtype="float32", fill_value=np.nan)[:] = values
 
 
 def _strings(array: Any) -> np.ndarray:

@@ -1,21 +1,30 @@
 """Batch-aware pseudobulk responses and DEG moments in one streaming pass over the cells.
 
 The response of perturbation p in a cell line (``benchmark-protocol.md`` §2) is a mean over batches of
-batch means; it is linear in the cells, so each cell gets a weight fixed by the cell counts in ``obs``
+batch means; it is linear in the cells, so each cell gets a weight fixed by the cell counts
 (``1 / (|B_p| · n_{p,b})``) and the whole response is one weighted sum accumulated block by block. The
 control profile comes from per-batch control sums. The DEG test needs per-group sums and sums of squares,
-accumulated in the same pass. Memory is ``O(groups × genes)`` and does not grow with the number of cells.
+accumulated in the same pass.
+
+Two passes over the cell tables, both block by block: planning tallies cells per (cell line, batch,
+perturbation) (:class:`CellTally`), then the accumulation turns each block of cells into small integer group
+codes next to the same block of counts. Memory is ``O(groups × genes)`` plus one block; nothing is kept per
+cell of the whole file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
-from embhub.datasets.recipe import CellSource, Dataset
+from embhub.datasets.recipe import UNEXPLAINED, CellFile, CellSource, Dataset
 from embhub.errors import InputError
+
+KEPT_KEY = ["cell_line", "batch", "pert_id", "is_control"]
+COUNTED_KEY = ["cell_line", "compound", "batch"]
 
 
 @dataclass
@@ -43,54 +52,75 @@ class LinePlan:
 
 @dataclass
 class Plan:
-    """Group layout of a whole source and, per file, the per-cell codes into the accumulators."""
+    """Group layout of a whole source: per cell line its groups, and the offsets of each line's groups in the
+    stacked accumulators (LFC rows, control batches, DEG groups)."""
 
     lines: list[LinePlan]
     lfc_offsets: np.ndarray
     control_offsets: np.ndarray
     deg_offsets: np.ndarray
-    cell_codes: list[pd.DataFrame]
     exclusions: dict[str, int]
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class CellTally:
+    """What planning needs from the cells, as counts per group: its size grows with groups, not cells.
+
+    ``kept[(line, batch, pert_id, is_control)]``: kept cells; ``counted[(line, compound, batch)]``: perturbed
+    cells counted for the plate-DEG minimum; ``first[(line, pert_id)]``: the label, compound and aliases of
+    the perturbation's first kept cell; ``excluded[reason]``: cells left out.
+    """
+
+    kept: dict[tuple, int] = field(default_factory=dict)
+    counted: dict[tuple, int] = field(default_factory=dict)
+    first: dict[tuple, dict[str, str]] = field(default_factory=dict)
+    excluded: dict[str, int] = field(default_factory=dict)
+    alias_columns: list[str] = field(default_factory=list)
+
+    def add(self, cells: pd.DataFrame) -> None:
+        keep = cells["keep"].to_numpy(dtype=bool)
+        control = cells["is_control"].to_numpy(dtype=bool)
+        if not keep.all():
+            reasons = cells.loc[~keep, "excluded"].astype(str).replace("", UNEXPLAINED)
+            for reason, n in reasons.value_counts().items():
+                self.excluded[reason] = self.excluded.get(reason, 0) + int(n)
+        _add_counts(self.kept, cells[keep].groupby(KEPT_KEY, observed=True).size())
+        counted = cells["counted"].to_numpy(dtype=bool) & ~control
+        _add_counts(self.counted, cells[counted].groupby(COUNTED_KEY, observed=True).size())
+        aliases = [c for c in cells.columns if c.startswith("alias_")]
+        self.alias_columns += [c for c in aliases if c not in self.alias_columns]
+        columns = ["pert_label", "compound", *aliases]
+        firsts = cells[keep & ~control].groupby(["cell_line", "pert_id"], observed=True, sort=False)[columns].first()
+        for key, row in zip(firsts.index, firsts.astype(str).to_dict("records")):
+            self.first.setdefault((str(key[0]), str(key[1])), row)
+
+    def line_names(self) -> list[str]:
+        return sorted({key[0] for key in self.kept})
+
+
+def _add_counts(target: dict[tuple, int], sizes: pd.Series) -> None:
+    for key, n in sizes.items():
+        key = tuple(bool(k) if isinstance(k, (bool, np.bool_)) else str(k) for k in key)
+        target[key] = target.get(key, 0) + int(n)
+
+
 def plan_groups(source: CellSource, dataset: Dataset) -> Plan:
-    """Assign every kept cell to its perturbation, batch and DEG group; refuse lines without controls."""
-    cells = _concat_categorical([f.cells for f in source.files])
-    exclusions = dict(source.exclusions)
+    """Tally every file's cells block by block, then lay out each cell line's groups; refuse lines without
+    controls."""
+    tally = CellTally()
+    for file in source.files:
+        for _, cells in file.cell_blocks():
+            tally.add(cells)
+    exclusions = {**source.exclusions, **tally.excluded}
     notes: list[str] = []
-    unexplained = int((~cells["keep"]).sum()) - sum(source.exclusions.values())
-    if unexplained > 0:
-        exclusions["cells left out by the protocol's filters"] = unexplained
-    if "counted" not in cells:
-        cells["counted"] = cells["keep"]
-    kept = cells[cells["keep"]]
-    counted = cells[cells["counted"].astype(bool) & ~cells["is_control"].astype(bool)]
-    lines: list[LinePlan] = []
-    for name in sorted(str(v) for v in kept["cell_line"].unique()):
-        compound_counts = counted[counted["cell_line"] == name].groupby(["compound", "batch"], observed=True).size()
-        lines.append(_plan_line(name, kept[kept["cell_line"] == name], dataset, exclusions, compound_counts, notes))
+    lines = [_plan_line(name, tally, dataset, exclusions, notes) for name in tally.line_names()]
     if not lines:
         raise InputError("no cells left after the protocol's filters; check the raw files and the dataset name")
     lfc_sizes = [len(line.pert_ids) for line in lines]
     control_sizes = [len(line.batches) for line in lines]
     deg_sizes = [len(line.pert_ids) if dataset.deg == "pooled" else len(line.deg_pairs) for line in lines]
-    plan = Plan(lines, _offsets(lfc_sizes), _offsets(control_sizes), _offsets(deg_sizes), [], exclusions, notes)
-    plan.cell_codes = [_codes(plan, f.cells, dataset) for f in source.files]
-    return plan
-
-
-def _concat_categorical(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate per-file cell tables keeping categorical columns categorical (shared categories)."""
-    if len(frames) == 1:
-        return frames[0]
-    frames = [frame.copy(deep=False) for frame in frames]
-    for column in frames[0].columns:
-        if all(isinstance(frame[column].dtype, pd.CategoricalDtype) for frame in frames):
-            categories = pd.Index(sorted(set().union(*(frame[column].cat.categories for frame in frames))))
-            for frame in frames:
-                frame[column] = frame[column].cat.set_categories(categories)
-    return pd.concat(frames, ignore_index=True)
+    return Plan(lines, _offsets(lfc_sizes), _offsets(control_sizes), _offsets(deg_sizes), exclusions, notes)
 
 
 def positions(series: pd.Series, values: np.ndarray) -> np.ndarray:
@@ -107,26 +137,23 @@ def _offsets(sizes: list[int]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
 
-def _plan_line(
-    name: str,
-    cells: pd.DataFrame,
-    dataset: Dataset,
-    exclusions: dict[str, int],
-    compound_counts: pd.Series,
-    notes: list[str],
-) -> LinePlan:
-    controls = cells[cells["is_control"]]
-    if controls.empty:
+def _plan_line(name: str, tally: CellTally, dataset: Dataset, exclusions: dict[str, int], notes: list[str]) -> LinePlan:
+    kept = {key[1:]: n for key, n in tally.kept.items() if key[0] == name}
+    if not any(is_control for (_, _, is_control) in kept):
         raise InputError(f"cell line '{name}' has no control cells; check the control label of the raw file")
-    perturbed = cells[~cells["is_control"]]
-    batches = np.array(sorted(str(v) for v in cells["batch"].unique()))
-    labels = perturbed.groupby("pert_id", sort=True, observed=True)["pert_label"].first().astype(str)
-    labels.index = labels.index.astype(str)
-    labels = labels.sort_index()
-    pert_ids = labels.index.to_numpy(dtype=str)
+    batches = np.array(sorted({batch for (batch, _, _) in kept}))
+    pert_ids = np.array(sorted({pert for (_, pert, is_control) in kept if not is_control}), dtype=str)
+    first = [tally.first[(name, pert)] for pert in pert_ids]
+    labels = np.array([row["pert_label"] for row in first], dtype=str)
+    batch_index = {batch: b for b, batch in enumerate(batches)}
+    pert_index = {pert: p for p, pert in enumerate(pert_ids)}
     counts = np.zeros((len(pert_ids), len(batches)), dtype=np.int64)
-    np.add.at(counts, (positions(perturbed["pert_id"], pert_ids), positions(perturbed["batch"], batches)), 1)
-    control_counts = np.bincount(positions(controls["batch"], batches), minlength=len(batches))
+    control_counts = np.zeros(len(batches), dtype=np.int64)
+    for (batch, pert, is_control), n in kept.items():
+        if is_control:
+            control_counts[batch_index[batch]] += n
+        else:
+            counts[pert_index[pert], batch_index[batch]] += n
     present = counts > 0
     if dataset.control == "batch":
         used = present & (control_counts > 0)[None, :]
@@ -137,8 +164,8 @@ def _plan_line(
         if lost.any():
             exclusions[f"{name}: perturbations with cells in no batch that has controls"] = int(lost.sum())
             keep = ~lost
-            pert_ids, counts, used = pert_ids[keep], counts[keep], used[keep]
-            labels = labels[keep]
+            pert_ids, counts, used, labels = pert_ids[keep], counts[keep], used[keep], labels[keep]
+            first = [row for row, k in zip(first, keep) if k]
     else:
         used = present
         orphans = int((~(present & (control_counts > 0)[None, :]).any(axis=1)).sum())
@@ -147,34 +174,27 @@ def _plan_line(
                 f"{name}: {orphans} perturbations have cells only in batches without controls "
                 "(kept: the global control applies, as in the study)"
             )
-    alias_columns = [c for c in cells.columns if c.startswith("alias_")]
-    aliases = (
-        _first_by_pert(perturbed, alias_columns, pert_ids) if alias_columns else None
-    )
-    line = LinePlan(name, pert_ids, labels.to_numpy(dtype=str), batches, counts, control_counts, used)
-    if aliases is not None:
-        line.aliases = {c.removeprefix("alias_"): aliases[c].astype(str).to_numpy() for c in alias_columns}
+    line = LinePlan(name, pert_ids, labels, batches, counts, control_counts, used)
+    line.aliases = {
+        c.removeprefix("alias_"): np.array([row.get(c, "") for row in first], dtype=str) for c in tally.alias_columns
+    }
     if dataset.deg == "plate_vote":
-        compound_of = _first_by_pert(perturbed, ["compound"], pert_ids)["compound"]
         pairs = []
-        for p, pert in enumerate(pert_ids):
+        for p, row in enumerate(first):
             for b in np.flatnonzero(used[p]):
-                n_compound = compound_counts.get((compound_of[pert], batches[b]), 0)
+                n_compound = tally.counted.get((name, row["compound"], str(batches[b])), 0)
                 if n_compound > dataset.deg_min_cells and control_counts[b] > 1:
                     pairs.append((p, b))
         line.deg_pairs = np.array(pairs, dtype=np.int64).reshape(-1, 2)
     return line
 
 
-def _first_by_pert(perturbed: pd.DataFrame, columns: list[str], pert_ids: np.ndarray) -> pd.DataFrame:
-    first = perturbed.groupby("pert_id", observed=True)[columns].first()
-    first.index = first.index.astype(str)
-    return first.reindex(pert_ids).astype(str)
-
-
-def _codes(plan: Plan, cells: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
-    """Per cell of one file: LFC group and weight, control-batch group, DEG group (−1: none)."""
+def cell_codes(plan: Plan, cells: pd.DataFrame, dataset: Dataset) -> dict[str, np.ndarray]:
+    """Per cell of one block: cell line, batch within it, LFC group and weight, control-batch group and DEG
+    group (−1: none), as small integer arrays."""
     n = len(cells)
+    line_code = np.full(n, -1, dtype=np.int32)
+    batch_code = np.full(n, -1, dtype=np.int32)
     lfc_code = np.full(n, -1, dtype=np.int32)
     lfc_weight = np.zeros(n, dtype=np.float64)
     control_code = np.full(n, -1, dtype=np.int32)
@@ -183,8 +203,12 @@ def _codes(plan: Plan, cells: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
     keep = cells["keep"].to_numpy(dtype=bool)
     for i, line in enumerate(plan.lines):
         rows = np.flatnonzero((line_of_cell == i) & keep)
+        if len(rows) == 0:
+            continue
         sub = cells.iloc[rows]
         b = positions(sub["batch"], line.batches)
+        line_code[rows] = i
+        batch_code[rows] = b
         is_control = sub["is_control"].to_numpy(dtype=bool)
         control_code[rows[is_control]] = plan.control_offsets[i] + b[is_control]
         p = positions(sub["pert_id"], line.pert_ids)
@@ -199,7 +223,62 @@ def _codes(plan: Plan, cells: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
             pair_index = pd.Index(line.deg_pairs[:, 0] * len(line.batches) + line.deg_pairs[:, 1])
             found = pair_index.get_indexer(p_v * len(line.batches) + b_v)
             deg_code[rows_v[found >= 0]] = plan.deg_offsets[i] + found[found >= 0]
-    return pd.DataFrame({"lfc": lfc_code, "weight": lfc_weight, "control": control_code, "deg": deg_code})
+    return {
+        "line": line_code,
+        "batch": batch_code,
+        "lfc": lfc_code,
+        "weight": lfc_weight,
+        "control": control_code,
+        "deg": deg_code,
+    }
+
+
+def code_blocks(plan: Plan, file: CellFile, dataset: Dataset) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """``(first_row, cell_codes)`` for consecutive blocks of one file's cells."""
+    for start, cells in file.cell_blocks():
+        yield start, cell_codes(plan, cells, dataset)
+
+
+class RowCursor:
+    """Codes of the rows a count block covers, taken from a stream of consecutive code blocks.
+
+    Requests come in row order (h5ad: block after block) or repeat a range already held (triplet chunks each
+    cover every cell); rows before the latest request are dropped, so about one block is held.
+    """
+
+    def __init__(self, blocks: Iterator[tuple[int, dict[str, np.ndarray]]]):
+        self._blocks = iter(blocks)
+        self._start = 0
+        self._codes: dict[str, np.ndarray] | None = None
+
+    def take(self, start: int, n_rows: int) -> dict[str, np.ndarray]:
+        held = 0 if self._codes is None else len(self._codes["lfc"])
+        while self._start + held < start + n_rows:
+            first, codes = next(self._blocks)
+            if self._codes is None:
+                self._start, self._codes = first, codes
+            else:
+                if first != self._start + held:
+                    raise ValueError(f"cell blocks are not consecutive (row {first} after {self._start + held})")
+                self._codes = {k: np.concatenate([v, codes[k]]) for k, v in self._codes.items()}
+            held = len(self._codes["lfc"])
+        if start < self._start:
+            raise ValueError(f"rows {start}.. were requested after rows {self._start}.. were dropped")
+        offset = start - self._start
+        if offset:
+            self._codes = {k: v[offset:] for k, v in self._codes.items()}
+            self._start = start
+        return {k: v[:n_rows] for k, v in self._codes.items()}
+
+
+def deg_group_sizes(plan: Plan, dataset: Dataset) -> np.ndarray:
+    """Cells of every DEG group ``(n_deg_groups,)``: a perturbation's used cells (pooled) or its cells on one
+    plate (plate vote)."""
+    sizes = [
+        line.n_cells if dataset.deg == "pooled" else line.counts[line.deg_pairs[:, 0], line.deg_pairs[:, 1]]
+        for line in plan.lines
+    ]
+    return np.concatenate(sizes).astype(np.float64) if sizes else np.zeros(0)
 
 
 @dataclass
@@ -230,25 +309,23 @@ def accumulate(source: CellSource, plan: Plan, dataset: Dataset, progress=None) 
         control_deg_sq=np.zeros((n_control, n_genes)),
         deg_sum=np.zeros((n_deg, n_genes)),
         deg_sq=np.zeros((n_deg, n_genes)),
-        deg_n=np.zeros(n_deg),
+        deg_n=deg_group_sizes(plan, dataset),
     )
     libraries = (dataset.library, dataset.deg_library)
-    for file, codes in zip(source.files, plan.cell_codes):
+    for file in source.files:
+        cursor = RowCursor(code_blocks(plan, file, dataset))
         for start, n_rows, normalised in file.matrix.normalised_blocks(file.panel_columns, libraries):
-            code = codes.iloc[start : start + n_rows]
+            code = cursor.take(start, n_rows)
             x, x_deg = normalised[dataset.library], normalised[dataset.deg_library]
             squares = x_deg.multiply(x_deg).tocsr()
-            control = code["control"].to_numpy()
-            deg = code["deg"].to_numpy()
-            _add(sums.lfc, code["lfc"].to_numpy(), code["weight"].to_numpy(), x)
-            _add(sums.control_sum, control, None, x)
-            _add(sums.control_deg_sum, control, None, x_deg)
-            _add(sums.control_deg_sq, control, None, squares)
-            _add(sums.deg_sum, deg, None, x_deg)
-            _add(sums.deg_sq, deg, None, squares)
+            _add(sums.lfc, code["lfc"], code["weight"], x)
+            _add(sums.control_sum, code["control"], None, x)
+            _add(sums.control_deg_sum, code["control"], None, x_deg)
+            _add(sums.control_deg_sq, code["control"], None, squares)
+            _add(sums.deg_sum, code["deg"], None, x_deg)
+            _add(sums.deg_sq, code["deg"], None, squares)
             if progress is not None:
                 progress(n_rows)
-        np.add.at(sums.deg_n, codes["deg"].to_numpy()[codes["deg"].to_numpy() >= 0], 1)
     return sums
 
 

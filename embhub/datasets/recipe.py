@@ -1,27 +1,31 @@
-"""The dataset recipe that plugins subclass, and the cell table a recipe hands to the preparer.
+"""The dataset recipe that plugins subclass, and the cell tables a recipe hands to the preparer.
 
 A recipe knows one public screen's real file layout: which obs columns hold the perturbation, the control
 label, the batch (GEM group or plate), the cell line and the dose. ``read(raw_paths)`` turns that layout into
-a :class:`CellSource`: per file, one row per cell with the standard columns below, aligned with the rows of
-the count matrix. Everything after that (pseudobulk, DEG, folds, ceiling) is shared machinery.
+a :class:`CellSource`: per file, the count matrix and a cell table that yields, block by block of rows, the
+standard columns below, aligned with the rows of the matrix. Everything after that (pseudobulk, DEG, folds,
+ceiling) is shared machinery, and it never holds a per-cell column of the whole file: h5ad files stream their
+``obs`` columns (:class:`StreamedCells`); only tables that are not h5ad (sciPlex's pData) sit in memory
+(:class:`CellTable`).
 
-Standard per-cell columns of ``CellFile.cells``:
+Standard per-cell columns of a cell-table block:
     cell_line  str   the cell line
     batch      str   GEM group or plate
     pert_id    str   canonical key of the perturbation (Ensembl gene id, PubChem CID, name + dose); "" for controls
     pert_label str   the dataset's own label (symbol, drug name)
     is_control bool  a control cell (non-targeting guide, vehicle)
     compound   str   optional: the perturbation ignoring dose (plate DEG counts cells over all doses)
-    String columns are stored as categoricals (a few bytes a cell), so the table stays small for 100M cells.
-    keep       bool  False for cells the protocol leaves out (other doses, combinations…); counted in the manifest
+    keep       bool  optional: False for cells the protocol leaves out (other doses, combinations…)
+    excluded   str   optional: why a cell with keep False is left out; counted per reason in the manifest
     counted    bool  optional: cells counted for the plate-DEG minimum (Tahoe/Sciplex3: all doses); default keep
+    alias_<ns> str   optional: the perturbation's id in namespace <ns> (e.g. alias_inchikey)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from embhub.errors import InputError
 
@@ -29,31 +33,98 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from embhub.datasets.cells import CountMatrix, TripletMatrix
+    from embhub.datasets.cells import CountMatrix, ObsColumns, TripletMatrix
 
 CELL_COLUMNS = ("cell_line", "batch", "pert_id", "pert_label", "is_control")
-LABEL_COLUMNS = ("cell_line", "batch", "pert_id", "pert_label", "compound")
+LABEL_COLUMNS = ("cell_line", "batch", "pert_id", "pert_label", "compound", "excluded")
+UNEXPLAINED = "cells left out by the protocol's filters"
+
+
+def standard_cells(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Check one block of a cell table and fill the optional columns (string columns become categoricals)."""
+    missing = [c for c in CELL_COLUMNS if c not in frame]
+    if missing:
+        raise ValueError(f"cell table of {path} lacks {missing}")
+    frame = frame.copy(deep=False)
+    frame["is_control"] = frame["is_control"].to_numpy(dtype=bool)
+    if "keep" not in frame:
+        frame["keep"] = True
+    frame["keep"] = frame["keep"].to_numpy(dtype=bool)
+    if "compound" not in frame:
+        frame["compound"] = frame["pert_id"]
+    if "counted" not in frame:
+        frame["counted"] = frame["keep"]
+    if "excluded" not in frame:
+        frame["excluded"] = ""
+    for column in frame.columns:
+        if column in LABEL_COLUMNS or column.startswith("alias_"):
+            frame[column] = frame[column].astype("category")
+    return frame
+
+
+def first_reason(reasons: dict[str, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(keep, excluded)`` from masks checked in order: each cell is excluded for the first reason it meets."""
+    import numpy as np
+
+    keep = np.ones(n, bool)
+    excluded = np.full(n, "", dtype=object)
+    for reason, mask in reasons.items():
+        newly = keep & np.asarray(mask, dtype=bool)
+        excluded[newly] = reason
+        keep &= ~newly
+    return keep, excluded
+
+
+@dataclass
+class CellTable:
+    """A cell table held whole in memory: for tables that are not h5ad obs (sciPlex pData)."""
+
+    frame: pd.DataFrame
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.frame)
+
+    def blocks(self) -> Iterator[tuple[int, pd.DataFrame]]:
+        yield 0, self.frame
+
+
+@dataclass
+class StreamedCells:
+    """The cell table of an h5ad file, built block by block from the ``obs`` columns the recipe names.
+
+    ``to_cells`` turns one block of those columns into the standard columns; it sees only that block.
+    """
+
+    obs: ObsColumns
+    columns: Sequence[str]
+    to_cells: Callable[[pd.DataFrame], pd.DataFrame]
+
+    @property
+    def n_cells(self) -> int:
+        return self.obs.n_rows
+
+    def blocks(self) -> Iterator[tuple[int, pd.DataFrame]]:
+        for start, block in self.obs.blocks(self.columns):
+            yield start, self.to_cells(block)
 
 
 @dataclass
 class CellFile:
-    """One raw file: its count matrix, the standard per-cell table, and the panel's columns in the matrix."""
+    """One raw file: its count matrix, its cell table, and the panel's columns in the matrix."""
 
     matrix: CountMatrix | TripletMatrix
-    cells: pd.DataFrame
+    cells: CellTable | StreamedCells
     panel_columns: np.ndarray
 
-    def __post_init__(self) -> None:
-        missing = [c for c in CELL_COLUMNS if c not in self.cells]
-        if missing:
-            raise ValueError(f"cell table of {self.matrix.path} lacks {missing}")
-        if "keep" not in self.cells:
-            self.cells["keep"] = True
-        if "compound" not in self.cells:
-            self.cells["compound"] = self.cells["pert_id"]
-        for column in self.cells.columns:
-            if column in LABEL_COLUMNS or column.startswith("alias_"):
-                self.cells[column] = self.cells[column].astype("category")
+    @property
+    def n_cells(self) -> int:
+        return self.cells.n_cells
+
+    def cell_blocks(self) -> Iterator[tuple[int, pd.DataFrame]]:
+        """``(first_row, standard cell table of the block)`` in row order."""
+        for start, frame in self.cells.blocks():
+            yield start, standard_cells(frame, self.matrix.path)
 
 
 @dataclass
@@ -64,7 +135,10 @@ class CellSource:
     gene_ids: np.ndarray
     gene_symbols: np.ndarray
     exclusions: dict[str, int] = field(default_factory=dict)
+    """Exclusions decided before the cells (whole files, say); per-cell ones come from ``excluded``."""
     notes: list[str] = field(default_factory=list)
+    pert_annotations: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per perturbation id, descriptive fields stored with it (Tahoe: targets, mechanism of action)."""
 
 
 class Dataset:
@@ -116,12 +190,15 @@ class Dataset:
         }
 
 
-def require_columns(frame: pd.DataFrame, columns: Sequence[str], path: Path, what: str = "obs") -> None:
-    """One-line error naming the first missing column of ``frame``."""
+def require_columns(
+    available: pd.DataFrame | Sequence[str], columns: Sequence[str], path: Path, what: str = "obs"
+) -> None:
+    """One-line error naming the first of ``columns`` missing from a table (or from its column names)."""
+    names = [str(c) for c in getattr(available, "columns", available)]
     for column in columns:
-        if column not in frame:
+        if column not in names:
             raise InputError(
-                f"{path}: {what} has no column '{column}' (columns: {', '.join(map(str, frame.columns[:12]))}); "
+                f"{path}: {what} has no column '{column}' (columns: {', '.join(names[:12])}); "
                 "is this the right file for this dataset?"
             )
 

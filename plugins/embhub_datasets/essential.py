@@ -27,12 +27,8 @@ CONTROL_LABEL = "non-targeting"
 CELL_LINE_IN_FILENAME = {"k562": "K-562", "rpe1": "hTERT-RPE1", "hepg2": "Hep-G2", "jurkat": "Jurkat"}
 
 
-def cell_line_of(obs: pd.DataFrame, path: Path) -> np.ndarray:
-    """obs ``cell_line``, or the cell line named in a per-cell-line file's name (``K562_essential_raw…``)."""
-    import numpy as np
-
-    if "cell_line" in obs:
-        return obs["cell_line"].astype(str).to_numpy()
+def cell_line_from_name(path: Path) -> str:
+    """The cell line named in a per-cell-line file's name (``K562_essential_raw…``), for files without it in obs."""
     lowered = path.name.lower().replace("-", "").replace("_", "")
     found = [line for token, line in CELL_LINE_IN_FILENAME.items() if token in lowered]
     if len(found) != 1:
@@ -40,7 +36,7 @@ def cell_line_of(obs: pd.DataFrame, path: Path) -> np.ndarray:
             f"{path}: obs has no column 'cell_line' and the file name names no single cell line "
             f"({', '.join(CELL_LINE_IN_FILENAME)}); add obs['cell_line'] or rename the file"
         )
-    return np.full(len(obs), found[0])
+    return found[0]
 
 
 def gene_panel(var: pd.DataFrame, path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -78,43 +74,49 @@ class Essential(Dataset):
     library = "panel"
 
     def read(self, raw: Sequence[Path], layer: str | None = None) -> CellSource:
-        import numpy as np
         import pandas as pd
 
-        from embhub.datasets.cells import CountMatrix, read_obs_var
-        from embhub.datasets.recipe import CellFile, CellSource, require_columns
+        from embhub.datasets.cells import CountMatrix, ObsColumns, read_var
+        from embhub.datasets.recipe import CellFile, CellSource, StreamedCells, require_columns
 
         tables = []
         for path in raw:
-            obs, var = read_obs_var(path)
-            require_columns(obs, OBS_COLUMNS, path)
-            tables.append((path, obs, *gene_panel(var, path)))
-        common = set(tables[0][2])
-        for _, _, ids, _ in tables[1:]:
-            common &= set(ids)
-        first_ids, first_symbols = tables[0][2], tables[0][3]
+            obs = ObsColumns(path)
+            names = obs.names
+            require_columns(names, OBS_COLUMNS, path)
+            line = None if "cell_line" in names else cell_line_from_name(path)
+            tables.append((path, obs, names, line, *gene_panel(read_var(path), path)))
+        common = set(tables[0][4])
+        for table in tables[1:]:
+            common &= set(table[4])
+        first_ids, first_symbols = tables[0][4], tables[0][5]
         panel = [i for i, g in enumerate(first_ids) if g in common]
         gene_ids, gene_symbols = first_ids[panel], first_symbols[panel]
         files = []
-        for path, obs, ids, _ in tables:
-            position = pd.Index(ids).get_indexer(gene_ids)
-            is_control = (
-                as_bool(obs["is_control"])
-                if "is_control" in obs
-                else (obs["gene"].astype(str) == CONTROL_LABEL).to_numpy()
-            )
-            gene_id = obs["gene_id"].astype(str).to_numpy()
-            cells = pd.DataFrame(
-                {
-                    "cell_line": cell_line_of(obs, path),
-                    "batch": obs["gem_group"].astype(str).to_numpy(),
-                    "pert_id": np.where(is_control, "", gene_id),
-                    "pert_label": np.where(is_control, "non-targeting", obs["gene"].astype(str).to_numpy()),
-                    "is_control": is_control,
-                }
-            )
-            files.append(CellFile(CountMatrix(path, layer), cells, position))
+        for path, obs, names, line, ids, _ in tables:
+            columns = [*OBS_COLUMNS, *(c for c in ("cell_line", "is_control") if c in names)]
+            cells = StreamedCells(obs, columns, lambda block, line=line: essential_cells(block, line))
+            files.append(CellFile(CountMatrix(path, layer), cells, pd.Index(ids).get_indexer(gene_ids)))
         notes = []
         if len(tables) > 1:
             notes.append(f"gene panel: {len(gene_ids)} genes common to {len(tables)} files")
         return CellSource(files, gene_ids, gene_symbols, notes=notes)
+
+
+def essential_cells(obs: pd.DataFrame, cell_line: str | None) -> pd.DataFrame:
+    """Standard cell columns of one block of Replogle obs (``cell_line`` given when obs lacks it)."""
+    import numpy as np
+    import pandas as pd
+
+    is_control = (
+        as_bool(obs["is_control"]) if "is_control" in obs else (obs["gene"].astype(str) == CONTROL_LABEL).to_numpy()
+    )
+    return pd.DataFrame(
+        {
+            "cell_line": obs["cell_line"].astype(str).to_numpy() if cell_line is None else cell_line,
+            "batch": obs["gem_group"].astype(str).to_numpy(),
+            "pert_id": np.where(is_control, "", obs["gene_id"].astype(str).to_numpy()),
+            "pert_label": np.where(is_control, "non-targeting", obs["gene"].astype(str).to_numpy()),
+            "is_control": is_control,
+        }
+    )

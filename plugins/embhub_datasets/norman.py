@@ -18,6 +18,8 @@ from embhub.datasets.recipe import Dataset
 from embhub.errors import InputError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from embhub.datasets.recipe import CellSource
 
 HAND_MAPPED = {"C19orf26": "ENSG00000099625", "KIAA1804": "ENSG00000143674", "C3orf72": "ENSG00000206262"}
@@ -41,18 +43,18 @@ class Norman(Dataset):
 
     def read(self, raw: Sequence[Path], layer: str | None = None) -> CellSource:
         import numpy as np
-        import pandas as pd
 
-        from embhub.datasets.cells import CountMatrix, read_obs_var
-        from embhub.datasets.recipe import CellFile, CellSource, require_columns
+        from embhub.datasets.cells import CountMatrix, ObsColumns, read_var
+        from embhub.datasets.recipe import CellFile, CellSource, StreamedCells, require_columns
 
         scperturb, gears = None, None
         for path in raw:
-            obs, var = read_obs_var(path)
-            if "perturbation" in obs:
-                scperturb = (path, obs, var)
-            elif "condition" in obs:
-                gears = (path, obs, var)
+            obs = ObsColumns(path)
+            names = obs.names
+            if "perturbation" in names:
+                scperturb = (path, obs, names)
+            elif "condition" in names:
+                gears = path
             else:
                 raise InputError(f"{path}: obs has neither 'perturbation' (scPerturb) nor 'condition' (GEARS)")
         if scperturb is None:
@@ -60,13 +62,14 @@ class Norman(Dataset):
                 "norman needs the scPerturb NormanWeissman2019_filtered.h5ad (raw counts, gemgroup); the GEARS "
                 "file holds log-normalised values and serves only as the gene panel"
             )
-        path, obs, var = scperturb
-        require_columns(obs, ("perturbation", "gemgroup"), path)
+        path, obs, names = scperturb
+        require_columns(names, ("perturbation", "gemgroup"), path)
+        var = read_var(path)
         require_columns(var, ("ensemble_id",), path, what="var")
         ensembl = var["ensemble_id"].astype(str).to_numpy()
         notes = []
         if gears is not None:
-            in_gears = np.isin(ensembl, gears[2].index.astype(str).to_numpy())
+            in_gears = np.isin(ensembl, read_var(gears).index.astype(str).to_numpy())
             panel = np.flatnonzero(in_gears)
             notes.append(f"gene panel: {len(panel)} scPerturb genes whose Ensembl id is in the GEARS file")
         else:
@@ -74,36 +77,47 @@ class Norman(Dataset):
             notes.append("gene panel: all scPerturb genes (no GEARS file given; the study used the GEARS subset)")
         symbol_to_id = dict(zip(var.index.astype(str), ensembl))
         symbol_to_id.update(HAND_MAPPED)
-        perturbation = obs["perturbation"].astype(str).to_numpy()
-        n_perts = (
-            obs["nperts"].to_numpy()
-            if "nperts" in obs
-            else np.array([0 if p == "control" else p.count("_") + 1 for p in perturbation])
-        )
-        is_control = n_perts == 0
-        pert_id = np.array([symbol_to_id.get(p, "") if not c else "" for p, c in zip(perturbation, is_control)])
-        single = n_perts <= 1
-        unmapped = single & ~is_control & (pert_id == "")
-        keep = single & ~unmapped
-        exclusions = {}
-        if unmapped.any():
-            exclusions["cells whose target symbol has no Ensembl id"] = int(unmapped.sum())
-        exclusions["cells with more than one perturbation"] = int((~single).sum())
-        cells = pd.DataFrame(
-            {
-                "cell_line": CELL_LINE,
-                "batch": obs["gemgroup"].astype(str).to_numpy(),
-                "pert_id": pert_id,
-                "pert_label": np.where(is_control, "control", perturbation),
-                "is_control": is_control,
-                "keep": keep,
-            }
-        )
-        source = CellSource(
+        columns = ["perturbation", "gemgroup", *(["nperts"] if "nperts" in names else [])]
+        cells = StreamedCells(obs, columns, lambda block: norman_cells(block, symbol_to_id))
+        return CellSource(
             [CellFile(CountMatrix(path, layer), cells, panel)],
             ensembl[panel],
             var.index.astype(str).to_numpy()[panel],
-            exclusions=exclusions,
             notes=notes,
         )
-        return source
+
+
+def norman_cells(obs: pd.DataFrame, symbol_to_id: dict[str, str]) -> pd.DataFrame:
+    """Standard cell columns of one block of scPerturb obs: singles and controls kept, combinations excluded."""
+    import numpy as np
+    import pandas as pd
+
+    from embhub.datasets.recipe import first_reason
+
+    perturbation = obs["perturbation"].astype(str).to_numpy()
+    n_perts = (
+        obs["nperts"].to_numpy()
+        if "nperts" in obs
+        else np.array([0 if p == "control" else p.count("_") + 1 for p in perturbation])
+    )
+    is_control = n_perts == 0
+    pert_id = np.array([symbol_to_id.get(p, "") if not c else "" for p, c in zip(perturbation, is_control)])
+    single = n_perts <= 1
+    keep, excluded = first_reason(
+        {
+            "cells with more than one perturbation": ~single,
+            "cells whose target symbol has no Ensembl id": ~is_control & (pert_id == ""),
+        },
+        len(obs),
+    )
+    return pd.DataFrame(
+        {
+            "cell_line": CELL_LINE,
+            "batch": obs["gemgroup"].astype(str).to_numpy(),
+            "pert_id": pert_id,
+            "pert_label": np.where(is_control, "control", perturbation),
+            "is_control": is_control,
+            "keep": keep,
+            "excluded": excluded,
+        }
+    )

@@ -5,6 +5,13 @@ Real layout: per-plate (or per-cell-line) h5ad files with raw counts; obs ``drug
 and ``pass_filter``; var indexed by gene symbol. An optional plain-text file of gene symbols (the study's
 ``tahoe_coding_non_mt_genes.txt``) restricts the panel; otherwise every gene of the files is kept.
 
+The release's metadata parquets may be given among the raw files, as the study joined them
+(:mod:`embhub_datasets.tahoe_metadata`): ``gene_metadata.parquet`` gives each panel symbol its Ensembl id, and
+``drug_metadata.parquet`` gives each drug name its PubChem CID and SMILES (these win over obs
+``pubchem_cid`` / ``canonical_smiles``, which are then optional) and the per-drug annotations (targets,
+``moa-*``, approval) stored with the prepared perturbations. Drugs are keyed by CID, with SMILES and InChIKey
+aliases.
+
 Protocol: cells with ``pass_filter == "full"``; dose 5 µM; control ``DMSO_TF``; five low-quality cell lines and
 three drugs dropped; responses against the same plate's control, averaged over plates; DEG per plate
 (> 20 cells of the drug on the plate), majority vote; ceiling 10 × 20 plate-matched draws.
@@ -24,6 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from embhub.datasets.recipe import CellSource
+    from embhub_datasets.tahoe_metadata import DrugRecord
 
 CONTROL_DRUG = "DMSO_TF"
 DOSE_UM = 5.0
@@ -53,21 +61,14 @@ def gene_ids_for(symbols: np.ndarray, var: pd.DataFrame) -> np.ndarray:
     return np.array([identity.resolve(s).ensembl_id or s for s in symbols])
 
 
-def inchikeys_of(smiles: np.ndarray) -> np.ndarray:
-    """InChIKey of each SMILES via the drug identity layer ("" when rdkit is missing or parsing fails)."""
-    import numpy as np
-
+def inchikey_of(smiles: str) -> str:
+    """InChIKey of a SMILES via the drug identity layer ("" when rdkit is missing or parsing fails)."""
     try:
         from embhub.identity.drugs import parse_smiles
-    except ImportError:
-        return np.full(len(smiles), "", dtype=object)
-    keys = {}
-    for value in set(smiles):
-        try:
-            keys[value] = parse_smiles(value).inchikey
-        except (ValueError, ImportError):
-            keys[value] = ""
-    return np.array([keys[value] for value in smiles], dtype=object)
+
+        return parse_smiles(smiles).inchikey
+    except (ValueError, ImportError):
+        return ""
 
 
 class Tahoe(Dataset):
@@ -76,7 +77,10 @@ class Tahoe(Dataset):
     key_namespace = "pubchem_cid"
     description = "Tahoe-100M single-cell drug screen, 5 µM, plate-matched controls"
     citation = "Zhang et al. (2025) Tahoe-100M: a giga-scale single-cell perturbation atlas, bioRxiv 2025.02.20.639398"
-    raw_files = "per-plate h5ad files (obs drug, plate, cell_line, drugname_drugconc, pubchem_cid) [+ gene list .txt]"
+    raw_files = (
+        "per-plate h5ad files (obs drug, plate, cell_line, drugname_drugconc, pubchem_cid) "
+        "[+ gene list .txt, gene_metadata.parquet, drug_metadata.parquet]"
+    )
     control = "batch"
     deg = "plate_vote"
     deg_min_cells = 20
@@ -89,80 +93,106 @@ class Tahoe(Dataset):
         import numpy as np
         import pandas as pd
 
-        from embhub.datasets.cells import CountMatrix, read_obs_var
-        from embhub.datasets.recipe import CellFile, CellSource
+        from embhub.datasets.cells import CountMatrix, ObsColumns, read_var
+        from embhub.datasets.recipe import CellFile, CellSource, StreamedCells, require_columns
+        from embhub_datasets.tahoe_metadata import TahoeMetadata
 
         panel_symbols = None
+        metadata = TahoeMetadata()
         h5ads = []
         for path in raw:
             if path.suffix == ".txt":
                 panel_symbols = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            elif path.suffix == ".parquet":
+                metadata.add(path)
             else:
                 h5ads.append(path)
         if not h5ads:
             raise InputError("tahoe needs at least one per-plate .h5ad file")
-        tables = [(path, *read_obs_var(path)) for path in h5ads]
+        tables = [(path, ObsColumns(path), read_var(path)) for path in h5ads]
         common = set(tables[0][2].index.astype(str))
         for _, _, var in tables[1:]:
             common &= set(var.index.astype(str))
         if panel_symbols is not None:
             common &= set(panel_symbols)
         symbols = np.array([s for s in tables[0][2].index.astype(str) if s in common])
-        gene_ids = gene_ids_for(symbols, tables[0][2].loc[symbols])
-        exclusions: dict[str, int] = {}
-        files = []
-        for path, obs, var in tables:
-            files.append(
-                CellFile(
-                    CountMatrix(path, layer),
-                    self._cells(path, obs, exclusions),
-                    pd.Index(var.index.astype(str)).get_indexer(symbols),
-                )
-            )
         notes = [
             f"gene panel: {len(symbols)} genes"
             + (" from the given gene list" if panel_symbols else " (all genes common to the files)")
         ]
-        return CellSource(files, gene_ids, symbols, exclusions=exclusions, notes=notes)
+        if metadata.ensembl_ids:
+            gene_ids = np.array([metadata.ensembl_ids.get(s, s) for s in symbols])
+            unresolved = int(sum(s not in metadata.ensembl_ids for s in symbols))
+            notes.append(
+                "gene ids: from gene_metadata.parquet"
+                + (f" ({unresolved} symbols absent there keep their symbol as id)" if unresolved else "")
+            )
+        else:
+            gene_ids = gene_ids_for(symbols, tables[0][2].loc[symbols])
+        if metadata.drugs:
+            notes.append(f"drugs: CID and SMILES from drug metadata ({len(metadata.drugs)} drugs)")
+        files = []
+        to_cells = TahoeCells(metadata.drugs)
+        for path, obs, var in tables:
+            names = obs.names
+            line_column = "cell_line" if "cell_line" in names else "cell_name"
+            required = ["drug", "plate", line_column, "drugname_drugconc"]
+            if not metadata.drugs:
+                required.append("pubchem_cid")
+            require_columns(names, required, path)
+            optional = ("pass_filter", "pubchem_cid", "canonical_smiles")
+            columns = [*required, *(c for c in optional if c in names and c not in required)]
+            cells = StreamedCells(obs, columns, lambda block, column=line_column: to_cells(block, column))
+            panel = pd.Index(var.index.astype(str)).get_indexer(symbols)
+            files.append(CellFile(CountMatrix(path, layer), cells, panel))
+        annotations = {
+            record.cid: record.annotations for record in metadata.drugs.values() if record.cid and record.annotations
+        }
+        return CellSource(files, gene_ids, symbols, notes=notes, pert_annotations=annotations)
 
-    def _cells(self, path: Path, obs: pd.DataFrame, exclusions: dict[str, int]) -> pd.DataFrame:
+
+class TahoeCells:
+    """Turns blocks of Tahoe obs into standard cell columns; doses and InChIKeys are parsed once per value."""
+
+    def __init__(self, drugs: dict[str, DrugRecord] | None = None) -> None:
+        self._drugs = drugs or {}
+        self._doses: dict[str, float] = {}
+        self._inchikeys: dict[str, str] = {}
+
+    def __call__(self, obs: pd.DataFrame, line_column: str) -> pd.DataFrame:
         import numpy as np
         import pandas as pd
 
-        from embhub.datasets.recipe import require_columns
+        from embhub.datasets.recipe import first_reason
 
-        line_column = "cell_line" if "cell_line" in obs else "cell_name"
-        require_columns(obs, ("drug", "plate", line_column, "drugname_drugconc", "pubchem_cid"), path)
         drug = obs["drug"].astype(str).str.strip().to_numpy()
-        dose = np.array([parse_dose(v) for v in obs["drugname_drugconc"].astype(str)])
+        dose = self._lookup(obs["drugname_drugconc"], self._doses, parse_dose)
         is_control = drug == CONTROL_DRUG
-        cid = pd.to_numeric(obs["pubchem_cid"], errors="coerce").to_numpy()
-        pert_id = np.array(["" if (c or np.isnan(v)) else str(int(v)) for c, v in zip(is_control, cid)])
+        pert_id = self._cids(obs, drug)
+        pert_id[is_control] = ""
         line = obs[line_column].astype(str).to_numpy()
-        reasons = {
-            "cells failing pass_filter": (
-                obs["pass_filter"].astype(str).to_numpy() != "full"
-                if "pass_filter" in obs
-                else np.zeros(len(obs), bool)
-            ),
+        passed = (
+            obs["pass_filter"].astype(str).to_numpy() == "full" if "pass_filter" in obs else np.ones(len(obs), bool)
+        )
+        no_cid = ~is_control & (pert_id == "")
+        not_counted = {
+            "cells failing pass_filter": ~passed,
             "cells of the five low-quality cell lines": np.isin(line, LOW_QUALITY_LINES),
             "cells of the three dropped drugs": np.isin(drug, DROPPED_DRUGS),
-            f"cells at doses other than {DOSE_UM} µM": ~is_control & (dose != DOSE_UM),
-            "cells of drugs without a PubChem CID": ~is_control & (pert_id == ""),
         }
-        keep = np.ones(len(obs), bool)
-        counted = np.ones(len(obs), bool)
-        for reason, mask in reasons.items():
-            if "doses" not in reason:
-                counted &= ~mask
-            newly = keep & mask
-            if newly.any():
-                exclusions[reason] = exclusions.get(reason, 0) + int(newly.sum())
-            keep &= ~mask
+        keep, excluded = first_reason(
+            {
+                **not_counted,
+                f"cells at doses other than {DOSE_UM} µM": ~is_control & (dose != DOSE_UM),
+                "cells of drugs without a PubChem CID": no_cid,
+            },
+            len(obs),
+        )
+        counted = ~np.logical_or.reduce([*not_counted.values(), no_cid])
         aliases = {}
-        if "canonical_smiles" in obs:
-            smiles = obs["canonical_smiles"].astype(str).to_numpy()
-            aliases = {"alias_smiles": smiles, "alias_inchikey": inchikeys_of(smiles)}
+        smiles = self._smiles(obs, drug)
+        if smiles is not None:
+            aliases = {"alias_smiles": smiles, "alias_inchikey": self._lookup(smiles, self._inchikeys, inchikey_of)}
         return pd.DataFrame(
             {
                 **aliases,
@@ -173,6 +203,46 @@ class Tahoe(Dataset):
                 "is_control": is_control,
                 "compound": drug,
                 "keep": keep,
+                "excluded": excluded,
                 "counted": counted,
             }
         )
+
+    def _cids(self, obs: pd.DataFrame, drug: np.ndarray) -> np.ndarray:
+        """CID strings per cell: the drug metadata's, else obs ``pubchem_cid`` ("" when neither has one)."""
+        import numpy as np
+        import pandas as pd
+
+        cids = self._by_drug(drug, "cid")
+        if "pubchem_cid" in obs:
+            numbers = pd.to_numeric(pd.Series(obs["pubchem_cid"]), errors="coerce")
+            values, inverse = np.unique(numbers, return_inverse=True)
+            from_obs = np.array(["" if np.isnan(v) else str(int(v)) for v in values], dtype=object)[inverse]
+            cids = np.where(cids == "", from_obs, cids)
+        return cids
+
+    def _smiles(self, obs: pd.DataFrame, drug: np.ndarray) -> np.ndarray | None:
+        """SMILES per cell: the drug metadata's, else obs ``canonical_smiles``; None when neither exists."""
+        import numpy as np
+
+        from_obs = obs["canonical_smiles"].astype(str).to_numpy() if "canonical_smiles" in obs else None
+        if not self._drugs:
+            return from_obs
+        smiles = self._by_drug(drug, "smiles")
+        return smiles if from_obs is None else np.where(smiles == "", from_obs, smiles)
+
+    def _by_drug(self, drug: np.ndarray, attribute: str) -> np.ndarray:
+        import numpy as np
+
+        names, inverse = np.unique(drug, return_inverse=True)
+        values = [getattr(self._drugs[n], attribute) if n in self._drugs else "" for n in names]
+        return np.array(values, dtype=object)[inverse]
+
+    @staticmethod
+    def _lookup(values, cache: dict, parse) -> np.ndarray:
+        import numpy as np
+
+        values = np.asarray(values, dtype=object).astype(str)
+        for value in set(values) - cache.keys():
+            cache[value] = parse(value)
+        return np.array([cache[value] for value in values])

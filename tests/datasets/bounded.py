@@ -50,3 +50,40 @@ def write_large_replogle(
         for key in ("obsm", "varm", "layers", "obsp", "varp", "uns"):
             write_elem(handle, key, {})
     return path
+
+
+PEAK_CHILD = """
+import sys
+import anndata.io, h5py, scipy.sparse, scipy.stats, zarr
+from embhub.datasets.prepare import prepare_dataset
+from embhub_datasets.essential import Essential
+
+
+def high_water_kib():
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM"))
+
+
+before = high_water_kib()
+prepare_dataset(Essential(), [sys.argv[1]], sys.argv[2])
+print(before, high_water_kib())
+"""
+
+
+def preparation_peak_mib(raw: Path, out: Path) -> tuple[float, float]:
+    """``(peak RSS after imports, peak RSS after preparing)`` in MiB of a fresh process preparing ``raw``.
+
+    Read from ``VmHWM``: ``ru_maxrss`` of a child can report the parent's size at fork.
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_CHILD, str(raw), str(out)], capture_output=True, text=True, env=env, timeout=600
+    )
+    if result.returncode:
+        raise RuntimeError(result.stderr[-2000:])
+    before, after = (int(v) / 1024 for v in result.stdout.split()[-2:])
+    return before, after

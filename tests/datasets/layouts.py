@@ -419,3 +419,131 @@ def reference_ceiling_global(x, cells: pd.DataFrame, line: str, n_outer=10, n_in
         errors = np.linalg.norm(bootstrap(rows, sequence) - control_boot - truth, axis=1)
         out[pert] = np.quantile(errors, (0.1, 0.2, 0.5, 0.8, 0.9, 0.99, 0.995))
     return out
+
+
+def macro_f1_by_hand(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """Per gene, F1 of each class present in the gene's true labels, averaged over them; mean over genes."""
+    per_gene = []
+    for g in range(truth.shape[1]):
+        scores = []
+        for c in np.unique(truth[:, g]):
+            tp = np.sum((truth[:, g] == c) & (predicted[:, g] == c))
+            fp = np.sum((truth[:, g] != c) & (predicted[:, g] == c))
+            fn = np.sum((truth[:, g] == c) & (predicted[:, g] != c))
+            scores.append(2 * tp / (2 * tp + fp + fn))
+        per_gene.append(np.mean(scores))
+    return float(np.mean(per_gene))
+
+
+def welch_calls_by_hand(group: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    t, p = stats.ttest_ind(group, reference, equal_var=False)
+    return (np.sign(np.nan_to_num(t, nan=0.0)) * (bh_by_hand(np.where(np.isnan(p), 1.0, p)) < 0.05)).astype(int)
+
+
+def fold_f1_quantiles(replicate_calls, truth: dict, folds: dict, n_folds=5, quantiles=(0.1, 0.5)):
+    """Quantiles over replicates of each fold's F1 (NaN for folds without labelled perturbations)."""
+    scores = np.full((len(replicate_calls), n_folds), np.nan)
+    for r, calls in enumerate(replicate_calls):
+        for fold in range(n_folds):
+            perts = [p for p in sorted(truth) if folds[p] == fold]
+            if perts:
+                scores[r, fold] = macro_f1_by_hand(
+                    np.stack([truth[p] for p in perts]), np.stack([calls[p] for p in perts])
+                )
+    return np.quantile(scores, quantiles, axis=0).T
+
+
+def reference_deg_ceiling_pooled(path: Path, line: str, truth: dict, folds: dict, n_trials=20, seed=5050):
+    """Essential DEG noise floor by hand: each trial resamples every labelled perturbation's cells and the
+    line's controls (duplicated rows, dense matrix), re-runs scipy's Welch test + BH, scores F1 per fold."""
+    adata = ad.read_h5ad(path)
+    x = log_cp10k(np.asarray(adata.X.todense(), dtype=np.float64))
+    obs = adata.obs.reset_index(drop=True)
+    mine = obs[obs["cell_line"] == line]
+    controls = mine.index[mine["is_control"].to_numpy()].to_numpy()
+    replicates = []
+    for trial in np.random.SeedSequence(seed).spawn(n_trials):
+        rng = np.random.default_rng(trial)
+        drawn_controls = controls[rng.integers(0, len(controls), len(controls))]
+        calls = {}
+        for pert in sorted(truth):
+            rows = mine.index[(mine["gene_id"].astype(str) == pert).to_numpy()].to_numpy()
+            drawn = rows[rng.integers(0, len(rows), len(rows))]
+            calls[pert] = welch_calls_by_hand(x[drawn], x[drawn_controls])
+        replicates.append(calls)
+    return fold_f1_quantiles(replicates, truth, folds)
+
+
+def reference_deg_ceiling_plate(
+    x, cells, line, truth: dict, folds: dict, min_cells=20, n_outer=3, n_inner=3, seed=5050
+):
+    """Plate-vote DEG noise floor by hand: per outer draw each drug's tested plates are resampled, then per
+    inner draw every tested plate's controls and each drawn plate's drug cells; per-plate Welch, vote, F1."""
+    mine = cells[cells["cell_line"] == line]
+    kept = mine[mine["keep"]]
+    control_rows = {b: kept.index[kept["is_control"] & (kept["batch"] == b)].to_numpy() for b in kept["batch"].unique()}
+    tested = {}
+    for pert in sorted(truth):
+        rows = kept[kept["pert"] == pert]
+        compound = rows["compound"].iloc[0]
+        tested[pert] = [
+            b
+            for b in sorted(rows["batch"].unique())
+            if len(control_rows.get(b, [])) > 1
+            and ((mine["counted"]) & (mine["compound"] == compound) & (mine["batch"] == b)).sum() > min_cells
+        ]
+    plates = sorted({b for bs in tested.values() for b in bs})
+    replicates = []
+    for outer in np.random.SeedSequence(seed).spawn(n_outer):
+        rng = np.random.default_rng(outer)
+        drawn = {}
+        for pert in sorted(truth):
+            options = tested[pert]
+            picks = rng.integers(0, len(options), len(options)) if len(options) > 1 else [0]
+            drawn[pert] = [options[i] for i in picks]
+        for _ in range(n_inner):
+            controls = {b: control_rows[b][rng.integers(0, len(control_rows[b]), len(control_rows[b]))] for b in plates}
+            calls = {}
+            for pert in sorted(truth):
+                votes = []
+                for b in drawn[pert]:
+                    rows = kept.index[(kept["pert"] == pert) & (kept["batch"] == b)].to_numpy()
+                    votes.append(welch_calls_by_hand(x[rows[rng.integers(0, len(rows), len(rows))]], x[controls[b]]))
+                calls[pert] = vote_by_hand(votes)
+            replicates.append(calls)
+    return fold_f1_quantiles(replicates, truth, folds)
+
+
+TAHOE_DRUGS = {
+    # drug: (pubchem_cid, canonical_smiles, targets, moa-broad, moa-fine)
+    "DMSO_TF": (679.0, "CS(C)=O", None, "unclear", "unclear"),
+    "DrugA": (101.0, "CCO", "EGFR, ERBB2", "inhibitor", "EGFR inhibitor"),
+    "DrugB": (202.0, "c1ccccc1O", "TUBB", "inhibitor", "Tubulin inhibitor"),
+    "DrugC": (303.0, "CC(=O)O", None, "unclear", "unclear"),
+}
+
+
+def tahoe_metadata_files(directory: Path, symbols) -> tuple[Path, Path]:
+    """``gene_metadata.parquet`` and ``drug_metadata.parquet`` in the Tahoe-100M release's column layout."""
+    genes = pd.DataFrame(
+        {
+            "gene_symbol": list(symbols),
+            "ensembl_id": [f"ENSG{900000 + i:011d}" for i in range(len(symbols))],
+            "token_id": np.arange(len(symbols)) + 3,
+        }
+    )
+    drugs = pd.DataFrame(
+        [(name, *values) for name, values in TAHOE_DRUGS.items()],
+        columns=["drug", "pubchem_cid", "canonical_smiles", "targets", "moa-broad", "moa-fine"],
+    )
+    drugs["human-approved"] = ["yes", "no", "yes", "no"]
+    drugs["clinical-trials"] = "no"
+    drugs["gpt-notes-approval"] = ""
+    drugs = drugs[
+        ["drug", "targets", "moa-broad", "moa-fine", "human-approved", "clinical-trials", "gpt-notes-approval",
+         "canonical_smiles", "pubchem_cid"]
+    ]
+    paths = directory / "gene_metadata.parquet", directory / "drug_metadata.parquet"
+    genes.to_parquet(paths[0], index=False)
+    drugs.to_parquet(paths[1], index=False)
+    return paths

@@ -21,7 +21,8 @@ def test_prepare_then_ceiling_into_embhub_home(tmp_path, isolated_home):
     assert outcome.exit_code == 0, outcome.stderr
     prepared = PreparedDataset.open("essential")
     assert prepared.cell_line("K-562").ceiling_l2(0.9).shape == (4,)
-    assert "ceiling L2" in outcome.stdout
+    assert "ceiling L2" in outcome.stdout and "ceiling DEG F1" in outcome.stdout
+    assert prepared.cell_line("K-562").deg_ceiling(0.1).shape == (5,)
 
 
 def test_bad_raw_file_is_one_red_line(tmp_path):

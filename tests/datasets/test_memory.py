@@ -1,4 +1,4 @@
-"""Preparing a dataset whose dense matrix is larger than the memory the process may use."""
+"""Preparing a dataset whose dense matrix is larger than the memory the process may use, in flat memory."""
 
 import os
 import subprocess
@@ -6,7 +6,7 @@ import sys
 import textwrap
 
 from embhub.datasets.prepared import PreparedDataset
-from tests.datasets.bounded import write_large_replogle
+from tests.datasets.bounded import preparation_peak_mib, write_large_replogle
 
 HEADROOM_MB = 300
 
@@ -45,3 +45,13 @@ def test_prepare_under_a_memory_limit_smaller_than_the_dense_matrix(tmp_path):
         )
         == n_cells
     )
+
+
+def test_peak_memory_stays_flat_as_cells_grow(tmp_path):
+    """8× the cells may add at most a few MiB: a per-cell obs table (~0.4 KiB a cell) would add ~55 MiB."""
+    growth = {}
+    for n_cells in (20_000, 160_000):
+        raw = write_large_replogle(tmp_path / f"raw_{n_cells}.h5ad", n_cells, n_genes=500, per_cell=20)
+        before, after = preparation_peak_mib(raw, tmp_path / f"prepared_{n_cells}.zarr")
+        growth[n_cells] = after - before
+    assert growth[160_000] - growth[20_000] < 20, growth

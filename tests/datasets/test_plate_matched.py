@@ -6,7 +6,17 @@ import pytest
 from embhub.datasets.ceiling import ceiling_of_prepared
 from embhub.datasets.prepare import prepare_dataset
 from embhub_datasets.tahoe import Tahoe
-from tests.datasets.layouts import normalised, reference_ceiling_plate, reference_plate_matched, tahoe_plate_files
+from tests.datasets.layouts import (
+    TAHOE_DRUGS,
+    normalised,
+    reference_ceiling_plate,
+    reference_deg_ceiling_plate,
+    reference_plate_matched,
+    tahoe_metadata_files,
+    tahoe_plate_files,
+)
+
+TAHOE_DRUGS_BY_CID = {str(int(cid)): drug for drug, (cid, *_) in TAHOE_DRUGS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +79,65 @@ def test_drugs_carry_smiles_and_inchikey_aliases(tahoe):
     assert list(data.pert_aliases("smiles")) == ["CCO", "c1ccccc1O"]
     expected = [Chem.MolToInchiKey(Chem.MolFromSmiles(s)) for s in ("CCO", "c1ccccc1O")]
     assert list(data.pert_aliases("inchikey")) == expected
+
+
+def test_plate_vote_deg_ceiling_matches_resampling_by_hand(tahoe):
+    prepared, counts, cells, panel = tahoe
+    prepared = ceiling_of_prepared(str(prepared.path))
+    truths = reference_plate_matched(normalised(counts, panel, "all"), normalised(counts, panel, "panel"), cells)
+    x = normalised(counts, panel, "panel")
+    assert prepared.manifest["ceiling"]["deg"]["replicates"] == "3 plate draws × 3 cell draws"
+    for line in prepared.cell_lines:
+        data = prepared.cell_line(line)
+        truth = truths[line]["deg"]
+        expected = reference_deg_ceiling_plate(x, cells, line, truth, dict(zip(data.pert_ids, data.folds)))
+        quantiles = list(data.group["deg_ceiling"].attrs["quantiles"])
+        for column, q in enumerate((0.1, 0.5)):
+            stored = np.asarray(data.group["deg_ceiling/f1"][:, quantiles.index(q)])
+            np.testing.assert_allclose(stored, expected[:, column], rtol=1e-6, atol=1e-6, equal_nan=True)
+        assert np.isfinite(expected[:, 0]).any()
+
+
+def test_metadata_parquets_key_drugs_and_genes(tahoe, tmp_path):
+    """Per-plate files without CID/SMILES columns, plus the release's metadata parquets."""
+    import anndata as ad
+    from rdkit import Chem
+
+    prepared, _, _, _ = tahoe
+    directory = tmp_path / "raw"
+    directory.mkdir()
+    paths, gene_list, _, _ = tahoe_plate_files(directory)
+    for path in paths:
+        adata = ad.read_h5ad(path)
+        adata.obs = adata.obs.drop(columns=["pubchem_cid", "canonical_smiles"])
+        adata.write_h5ad(path)
+    symbols = ad.read_h5ad(paths[0]).var_names
+    gene_meta, drug_meta = tahoe_metadata_files(directory, symbols)
+    joined = prepare_dataset(Tahoe(), [*paths, gene_list, gene_meta, drug_meta], tmp_path / "joined.zarr")
+    assert list(joined.genes) == [f"ENSG{900000 + i:011d}" for i in range(len(joined.genes))]
+    assert list(joined.gene_symbols) == list(prepared.genes)
+    for line in prepared.cell_lines:
+        alone, data = prepared.cell_line(line), joined.cell_line(line)
+        assert list(data.pert_ids) == list(alone.pert_ids)
+        np.testing.assert_array_equal(data.lfc, alone.lfc)
+        np.testing.assert_array_equal(data.deg, alone.deg)
+        drugs = [TAHOE_DRUGS_BY_CID[p] for p in data.pert_ids]
+        assert list(data.pert_labels) == drugs
+        assert list(data.pert_aliases("smiles")) == [TAHOE_DRUGS[d][1] for d in drugs]
+        expected_keys = [Chem.MolToInchiKey(Chem.MolFromSmiles(TAHOE_DRUGS[d][1])) for d in drugs]
+        assert list(data.pert_aliases("inchikey")) == expected_keys
+        assert list(data.pert_annotation("moa-fine")) == [TAHOE_DRUGS[d][4] for d in drugs]
+        assert list(data.pert_annotation("targets")) == [TAHOE_DRUGS[d][2] or "" for d in drugs]
+        assert "human-approved" in data.annotation_fields()
+    assert joined.manifest["exclusions"] == prepared.manifest["exclusions"]
+
+
+def test_unrecognised_parquet_is_one_line(tahoe, tmp_path):
+    import pandas as pd
+
+    from embhub.errors import InputError
+
+    bogus = tmp_path / "other.parquet"
+    pd.DataFrame({"a": [1]}).to_parquet(bogus)
+    with pytest.raises(InputError, match="neither Tahoe gene metadata"):
+        prepare_dataset(Tahoe(), [bogus, *tahoe_plate_files(tmp_path)[0]], tmp_path / "x.zarr")

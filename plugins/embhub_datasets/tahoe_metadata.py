@@ -1,0 +1,93 @@
+"""Tahoe-100M's metadata tables (``metadata/`` of the tahoebio/Tahoe-100M release), as the study joined them.
+
+``gene_metadata.parquet``: ``gene_symbol`` (the h5ad var index) and ``ensembl_id``, renamed ``symbol`` and
+``ensembl_gene_id``. ``drug_metadata.parquet``: one row per ``drug`` name with ``pubchem_cid``,
+``canonical_smiles``, ``targets``, ``moa-broad``, ``moa-fine``, ``human-approved``, ``clinical-trials`` and
+``gpt-notes-approval``. Files are recognised by their columns, whatever their names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from embhub.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+GENE_COLUMNS = {"gene_symbol": "symbol", "ensembl_id": "ensembl_gene_id"}
+DRUG_KEY_COLUMNS = ("drug", "pubchem_cid", "canonical_smiles")
+DRUG_ANNOTATIONS = ("targets", "moa-broad", "moa-fine", "human-approved", "clinical-trials", "gpt-notes-approval")
+
+
+@dataclass
+class DrugRecord:
+    cid: str
+    smiles: str
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TahoeMetadata:
+    """Ensembl id per gene symbol, and CID, SMILES and annotations per drug name (empty when not given)."""
+
+    ensembl_ids: dict[str, str] = field(default_factory=dict)
+    drugs: dict[str, DrugRecord] = field(default_factory=dict)
+
+    def add(self, path: Path) -> None:
+        table = read_parquet(path)
+        if set(GENE_COLUMNS) <= set(table.columns):
+            genes = table.rename(columns=GENE_COLUMNS).dropna(subset=["symbol", "ensembl_gene_id"])
+            self.ensembl_ids.update(zip(genes["symbol"].astype(str), genes["ensembl_gene_id"].astype(str)))
+        elif set(DRUG_KEY_COLUMNS) <= set(table.columns):
+            self.drugs.update(drug_records(table))
+        else:
+            raise InputError(
+                f"{path}: neither Tahoe gene metadata (columns {', '.join(GENE_COLUMNS)}) nor drug metadata "
+                f"(columns {', '.join(DRUG_KEY_COLUMNS)}); columns are {', '.join(map(str, table.columns[:10]))}"
+            )
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path)
+    except ImportError:
+        raise InputError(f"reading {path} needs pyarrow: pip install pyarrow") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path} is not a readable parquet file ({exc})") from None
+
+
+def drug_records(table: pd.DataFrame) -> dict[str, DrugRecord]:
+    """One record per stripped drug name (its first row); drugs without a numeric CID get ``cid`` ""."""
+    import pandas as pd
+
+    records: dict[str, DrugRecord] = {}
+    cids = pd.to_numeric(table["pubchem_cid"], errors="coerce")
+    annotations = [c for c in DRUG_ANNOTATIONS if c in table.columns]
+    for row, cid in zip(table.itertuples(index=False, name=None), cids):
+        values = dict(zip(table.columns, row))
+        name = str(values["drug"]).strip()
+        if name in records:
+            continue
+        records[name] = DrugRecord(
+            "" if pd.isna(cid) else str(int(cid)),
+            _text(values["canonical_smiles"]),
+            {c: _text(values[c]) for c in annotations},
+        )
+    return records
+
+
+def _text(value) -> str:
+    """Annotation cells as text: lists (``targets``) joined by ``|``, missing values as ""."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "|".join(str(v) for v in value)
+    if value is None or (np.isscalar(value) and pd.isna(value)):
+        return ""
+    return str(value)
