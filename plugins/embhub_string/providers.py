@@ -259,7 +259,9 @@ class StringGNN(_StringProvider):
 
 
 def _log_epoch(epoch: int, epochs: int, loss: float) -> None:
-    log.info("epoch %d/%d loss %.4f", epoch, epochs, loss)
+    """Ten progress lines per training at INFO; every epoch at DEBUG."""
+    milestone = epoch == 1 or epoch == epochs or epoch % max(1, epochs // 10) == 0
+    log.log(logging.INFO if milestone else logging.DEBUG, "epoch %d/%d loss %.4f", epoch, epochs, loss)
 
 
 def _check_common(parameters) -> None:
