@@ -52,8 +52,8 @@ def prepare_dataset(
     source = dataset.read(raw, layer=layer)
     plan = plan_groups(source, dataset)
     sums = accumulate(source, plan, dataset, progress)
-    all_ids = np.concatenate([line.pert_ids for line in plan.lines])
-    folds = assign_folds(all_ids, dataset.n_folds, dataset.fold_seed)
+    fold_basis = [line.pert_labels if dataset.folds_by_label else line.pert_ids for line in plan.lines]
+    folds = assign_folds(np.concatenate(fold_basis), dataset.n_folds, dataset.fold_seed)
     name = name or dataset.name
     out = Path(out) if out else default_output(name)
     manifest = {
@@ -61,7 +61,7 @@ def prepare_dataset(
         "recipe": dataset.name,
         "kind": "raw",
         "entity": dataset.entity,
-        "key_namespace": dataset.key_namespace,
+        "key_namespace": source.key_namespace or dataset.key_namespace,
         "description": dataset.description,
         "citation": dataset.citation,
         "n_folds": dataset.n_folds,
@@ -79,7 +79,7 @@ def prepare_dataset(
             line.name,
             line.pert_ids,
             line.pert_labels,
-            [folds[p] for p in line.pert_ids],
+            [folds[p] for p in (line.pert_labels if dataset.folds_by_label else line.pert_ids)],
             lfc,
             line.n_cells,
             line.n_batches,

@@ -139,6 +139,9 @@ class CellSource:
     notes: list[str] = field(default_factory=list)
     pert_annotations: dict[str, dict[str, str]] = field(default_factory=dict)
     """Per perturbation id, descriptive fields stored with it (Tahoe: targets, mechanism of action)."""
+    key_namespace: str | None = None
+    """The namespace of the ``pert_id`` keys when it depends on the inputs (sciPlex3 with a drug table:
+    ``inchikey``); None keeps the recipe's."""
 
 
 class Dataset:
@@ -166,6 +169,9 @@ class Dataset:
     ceiling_control: str | None = None
     n_folds: int = 5
     fold_seed: int = 42
+    folds_by_label: bool = False
+    """Assign folds by the dataset's own perturbation labels instead of the keys, so keying the same screen
+    another way (e.g. sciPlex3 drug names → InChIKeys through a drug table) keeps every fold."""
     ceiling_inner: int = 10
 
     @property
@@ -186,7 +192,8 @@ class Dataset:
             "ceiling_inner": self.ceiling_inner,
             "normalisation": "normalize_total(1e4) + log1p (natural log)",
             "n_folds": self.n_folds,
-            "fold_rule": f"np.random.seed({self.fold_seed}) permutation of sorted perturbation ids, array_split into {self.n_folds}",
+            "fold_rule": f"np.random.seed({self.fold_seed}) permutation of sorted perturbation "
+            f"{'labels' if self.folds_by_label else 'ids'}, array_split into {self.n_folds}",
         }
 
 

@@ -6,7 +6,9 @@ vector the evaluation needs holds NaN or inf, or when it covers none of the data
 Gene keys in another namespace (symbols, Entrez…) are mapped to Ensembl ids through the gene identity
 layer; the number mapped and the ids it could not map are reported, never dropped silently. Drug stores
 keyed otherwise than the dataset (InChIKey stores on Tahoe's CIDs) are matched through the prepared
-dataset's `pert_aliases` for the store's namespace.
+dataset's `pert_aliases` for the store's namespace; drugs still unmatched then meet the store's
+``drug_name:<name>`` keys (drugs a store knows only by name, as drug-targets keys them) through the
+dataset's `drug_name` aliases, or the names themselves when the dataset is keyed by name.
 """
 
 from __future__ import annotations
@@ -65,6 +67,41 @@ def _perturbation_aliases(dataset: Any, namespace: str) -> dict[str, str]:
     return aliases
 
 
+def _name_keys(dataset: Any, pert_ids: Sequence[str]) -> dict[str, str]:
+    """Dataset key → the drug's ``drug_name:<name>`` key: its stored alias, or from the key itself."""
+    from embhub.identity.drugs import drug_name_key
+
+    keys = _perturbation_aliases(dataset, "drug_name")
+    if dataset.key_namespace == "drug_name":
+        for pid in pert_ids:
+            keys.setdefault(pid, drug_name_key(pid))
+    return keys
+
+
+def _drug_rows(store: Any, dataset: Any, store_keys: list[str], dataset_keys: list[str], label: str):
+    """``({dataset key: store row}, how many matched through an alias or name key)`` for a drug store."""
+    row_of_key = {key: row for row, key in enumerate(store_keys)}
+    same = store.key_namespace == dataset.key_namespace
+    aliases = {} if same else _perturbation_aliases(dataset, store.key_namespace)
+    name_keys = _name_keys(dataset, dataset_keys)
+    if not same and not aliases and not name_keys:
+        raise StoreError(
+            f"{label} is keyed by {store.key_namespace} but dataset '{dataset.name}' by "
+            f"{dataset.key_namespace} and stores no {store.key_namespace} aliases; "
+            f"extract or import the store with {dataset.key_namespace} keys"
+        )
+    wanted: dict[str, int] = {}
+    harmonised = 0
+    for pid in dict.fromkeys(dataset_keys):
+        key = pid if same else aliases.get(pid)
+        if key not in row_of_key:
+            key = name_keys.get(pid)
+        if key in row_of_key:
+            wanted[pid] = row_of_key[key]
+            harmonised += key != pid
+    return wanted, harmonised
+
+
 def align_store(store: Any, dataset: Any, pert_ids: Sequence[str]) -> AlignedStore:
     """Check ``store`` (an :class:`~embhub.store.EmbeddingStore`) against ``dataset`` and collect the
     vectors of ``pert_ids`` (every perturbation of the evaluated cell lines)."""
@@ -83,17 +120,8 @@ def align_store(store: Any, dataset: Any, pert_ids: Sequence[str]) -> AlignedSto
     dataset_keys = [str(p) for p in pert_ids]
     harmonised = 0
     unmapped: list[str] = []
-    if store.key_namespace != dataset.key_namespace and dataset.entity != "gene":
-        aliases = _perturbation_aliases(dataset, store.key_namespace)
-        if not aliases:
-            raise StoreError(
-                f"{label} is keyed by {store.key_namespace} but dataset '{dataset.name}' by "
-                f"{dataset.key_namespace} and stores no {store.key_namespace} aliases; "
-                f"extract or import the store with {dataset.key_namespace} keys"
-            )
-        row_of_key = {key: row for row, key in enumerate(store_keys)}
-        wanted = {pid: row_of_key[aliases[pid]] for pid in dataset_keys if aliases.get(pid) in row_of_key}
-        harmonised = len(wanted)
+    if dataset.entity != "gene":
+        wanted, harmonised = _drug_rows(store, dataset, store_keys, dataset_keys, label)
     elif store.key_namespace != dataset.key_namespace:
         mapped_store = store_keys if store.key_namespace == ENSEMBL else _to_ensembl(store_keys)
         mapped_dataset = dataset_keys if dataset.key_namespace == ENSEMBL else _to_ensembl(dataset_keys)

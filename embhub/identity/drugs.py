@@ -100,6 +100,18 @@ def drug_name_variants(name: str) -> list[str]:
     return variants
 
 
+DRUG_NAME_KEY_PREFIX = "drug_name:"
+
+
+def drug_name_key(name: str) -> str:
+    """The key of a drug known only by its name: ``drug_name:`` + :func:`normalise_drug_name`.
+
+    Drug stores and datasets fall back to it where no structure gives an InChIKey (the drug-targets
+    provider keys such drugs this way), so both sides meet on the same key.
+    """
+    return DRUG_NAME_KEY_PREFIX + normalise_drug_name(name)
+
+
 def looks_like_inchikey(text: str) -> bool:
     return bool(INCHIKEY.match(str(text).strip()))
 

@@ -8,8 +8,12 @@ or by row order). Files may be gzipped. An optional BioMart export with a ``Gene
 
 Protocol: control ``Vehicle``; dose 10,000 nM kept; responses normalised over all genes then restricted to the
 panel; DEG on the panel, per plate (> 20 cells of the drug on the plate over all doses), majority vote.
-Perturbations are keyed by drug name (the study's key; sciPlex files carry no structures). The cell table is
-read whole (pData is a text table and the triplets are in no cell order); sciPlex3 has ~650k cells.
+
+Keys: sciPlex files carry no structures, so without more the drugs are keyed by name (the study's key), with
+a ``drug_name`` alias. A drug table among the raw files (``.csv``/``.tsv``/``.parquet``: name + ``smiles``
+and/or ``pubchem_cid``) keys them by InChIKey (or CID) instead, the name kept as label
+(:mod:`embhub_datasets.sciplex3_drugs`). The cell table is read whole (pData is a text table and the
+triplets are in no cell order); sciPlex3 has ~650k cells.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from embhub.datasets.recipe import Dataset
 from embhub.errors import InputError
+from embhub_datasets.sciplex3_drugs import DRUG_TABLE_SUFFIXES
 
 if TYPE_CHECKING:
     from embhub.datasets.recipe import CellSource
@@ -39,10 +44,15 @@ def assign_roles(raw: Sequence[Path]) -> dict[str, Path]:
     for path in raw:
         lowered = path.name.lower()
         role = next((r for key, r in ROLES.items() if key in lowered), None)
+        if role is None and path.suffix.lower() in DRUG_TABLE_SUFFIXES:
+            role = "drugs"
         if role is None:
             raise InputError(
-                f"{path}: not a sciPlex3 file (expected *UMI.count.matrix, *gene.annotations.txt, *cell.annotations.txt, *pData.txt)"
+                f"{path}: not a sciPlex3 file (expected *UMI.count.matrix, *gene.annotations.txt, *cell.annotations.txt, "
+                "*pData.txt, or a drug table .csv/.tsv/.parquet)"
             )
+        if role in roles:
+            raise InputError(f"{path}: a second sciPlex3 {role} file (after {roles[role]}); give one")
         roles[role] = path
     for role in ("matrix", "genes", "cells", "pdata"):
         if role not in roles:
@@ -61,7 +71,8 @@ class Sciplex3(Dataset):
         "Srivatsan et al. (2020) Massively multiplex chemical transcriptomics at single-cell resolution, Science 367:45"
     )
     raw_files = (
-        "GEO GSM4150378: UMI.count.matrix, gene.annotations, cell.annotations, pData [+ mart protein-coding list]"
+        "GEO GSM4150378: UMI.count.matrix, gene.annotations, cell.annotations, pData "
+        "[+ mart protein-coding list, drug table (name, smiles/pubchem_cid) for InChIKey keys]"
     )
     control = "batch"
     deg = "plate_vote"
@@ -70,6 +81,7 @@ class Sciplex3(Dataset):
     deg_library = "panel"
     ceiling_library = "panel"
     ceiling_inner = 20
+    folds_by_label = True
 
     def read(self, raw: Sequence[Path], layer: str | None = None) -> CellSource:
         import numpy as np
@@ -77,6 +89,7 @@ class Sciplex3(Dataset):
 
         from embhub.datasets.cells import TripletMatrix
         from embhub.datasets.recipe import CellFile, CellSource, CellTable, require_columns
+        from embhub_datasets.sciplex3_drugs import name_keys, read_drug_table, table_keys
 
         roles = assign_roles(raw)
         genes = pd.read_csv(roles["genes"], sep="\t", header=None).iloc[:, :2]
@@ -108,11 +121,15 @@ class Sciplex3(Dataset):
         dose = pd.to_numeric(pdata["dose"], errors="coerce").to_numpy()
         is_control = drug == CONTROL
         other_dose = ~is_control & (dose != DOSE_NM)
+        screened = np.unique(drug[~is_control & ~other_dose])
+        keys = table_keys(screened, read_drug_table(roles["drugs"])) if "drugs" in roles else name_keys(screened)
+        pert_id, aliases = keys.per_cell(drug, is_control)
         cells = pd.DataFrame(
             {
+                **aliases,
                 "cell_line": pdata["cell_type"].astype(str).to_numpy(),
                 "batch": pdata["plate_oligo"].astype(str).to_numpy(),
-                "pert_id": np.where(is_control, "", drug),
+                "pert_id": pert_id,
                 "pert_label": drug,
                 "is_control": is_control,
                 "compound": drug,
@@ -126,5 +143,6 @@ class Sciplex3(Dataset):
             [CellFile(matrix, CellTable(cells), panel)],
             genes["gene_id"].astype(str).to_numpy()[panel],
             genes["symbol"].astype(str).to_numpy()[panel],
-            notes=notes,
+            notes=notes + keys.notes,
+            key_namespace=keys.namespace,
         )

@@ -296,20 +296,25 @@ def tahoe_plate_files(directory: Path, seed: int = 0, n_genes: int = 30):
     return paths, gene_list, np.vstack(all_counts).astype(np.float64), pd.concat(all_cells, ignore_index=True)
 
 
-def sciplex_files(directory: Path, seed: int = 1, n_genes: int = 25):
-    """The four GEO GSM4150378 files (+ BioMart list); returns (paths, counts, standard cell table, panel)."""
+def sciplex_files(directory: Path, seed: int = 1, n_genes: int = 25, drugs=("Dex", "SAHA (Vorinostat)")):
+    """The four GEO GSM4150378 files (+ BioMart list); returns (paths, counts, standard cell table, panel).
+
+    The first drug also has cells at 100 nM (left out) and fewer cells on plate P02; the others 25 per plate.
+    """
     rng = np.random.default_rng(seed)
     rows = []
+    first, *others = drugs
     for line in ("A549", "MCF7"):
         for plate in ("P01", "P02"):
             rows += [(line, plate, "Vehicle", 0.0)] * 24
-            rows += [(line, plate, "Dex", 10000.0)] * (22 if plate == "P01" else 14)
-            rows += [(line, plate, "Dex", 100.0)] * 8
-            rows += [(line, plate, "SAHA (Vorinostat)", 10000.0)] * 25
+            rows += [(line, plate, first, 10000.0)] * (22 if plate == "P01" else 14)
+            rows += [(line, plate, first, 100.0)] * 8
+            for drug in others:
+                rows += [(line, plate, drug, 10000.0)] * 25
     pdata = pd.DataFrame(rows, columns=["cell_type", "plate_oligo", "product_name", "dose"])
     pdata["cell"] = [f"cell{i:04d}" for i in range(len(pdata))]
     base = rng.gamma(2.0, 1.5, n_genes)
-    scale = {"Vehicle": 1.0, "Dex": rng.lognormal(0, 0.7, n_genes), "SAHA (Vorinostat)": rng.lognormal(0, 0.7, n_genes)}
+    scale = {"Vehicle": 1.0, **{drug: rng.lognormal(0, 0.7, n_genes) for drug in drugs}}
     counts = np.stack(
         [rng.poisson(base * np.asarray(scale[d]) * rng.lognormal(0, 0.3)) for d in pdata["product_name"]]
     ).astype(float)
