@@ -147,6 +147,8 @@ def show_prepared(prepared) -> None:
     console.print(table)
     for reason, count in prepared.manifest.get("exclusions", {}).items():
         error_console.print(f"[yellow]excluded:[/] {count} {reason}")
+    for note in prepared.manifest.get("notes", []):
+        error_console.print(f"[cyan]note:[/] {note}", highlight=False)
 
 
 TOP_LEVEL_COMMANDS = (ceiling_command,)

@@ -136,3 +136,14 @@ def test_inchikey_and_name_key_stores_are_matched_by_evaluate(tmp_path):
     # ...and on the InChIKey-keyed dataset, through its drug_name aliases
     coverage = evaluate(by_key, [targets], folds=[0], baselines=False).coverage
     assert set(coverage["n_covered"]) == {17}
+
+
+def test_show_prints_the_manifest_notes(tmp_path):
+    from tests.support.cli import run_cli
+
+    paths, _, _, _ = sciplex_files(tmp_path)
+    table = drug_table(tmp_path / "drugs.csv", [("Dex", DEXAMETHASONE), ("Vorinostat", VORINOSTAT)])
+    prepare_dataset(Sciplex3(), [*paths, table], tmp_path / "by_key.zarr")
+    outcome = run_cli("datasets", "show", tmp_path / "by_key.zarr")
+    assert outcome.exit_code == 0, outcome
+    assert "note:" in outcome.stderr and "keyed by inchikey from drug table drugs.csv (2 of 2)" in outcome.stderr
