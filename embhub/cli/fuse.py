@@ -32,6 +32,12 @@ def fuse_command(
     n_layers: int = typer.Option(4, help="Encoder layers; searched when --trials > 0."),
     lr: float = typer.Option(1e-3, help="Adam learning rate; searched when --trials > 0."),
     batch_size: int = typer.Option(64, help="Training batch size; searched when --trials > 0."),
+    dropout: Optional[float] = typer.Option(None, help="Encoder dropout (default 0); searched when --trials > 0."),
+    input_dropout: Optional[float] = typer.Option(None, help="Dropout on projected sources (default 0.1); searched when --trials > 0."),
+    response_offset: Optional[str] = typer.Option(
+        None, help="none (study: the head predicts the response) or context_mean (predict the difference from each cell "
+        "line's mean response; helps small regularised models on small screens)."
+    ),
     name: Optional[str] = typer.Option(None, help="Embedding name of the fusion rows (default: fusion[<stores>])."),
     leave_one_out: bool = typer.Option(False, "--leave-one-out", help="Also retrain without each store (ablation)."),
     concat_baseline: bool = typer.Option(True, "--concat-baseline/--no-concat-baseline", help="Also score kNN on the concatenated stores."),
@@ -51,8 +57,8 @@ def fuse_command(
     config = default_config(task).updated(
         patience=patience, d_model=d_model, n_heads=n_heads, n_layers=n_layers, lr=lr, batch_size=batch_size
     )
-    if max_epochs is not None:
-        config = config.updated(max_epochs=max_epochs)
+    optional = {"max_epochs": max_epochs, "dropout": dropout, "input_dropout": input_dropout, "response_offset": response_offset}
+    config = config.updated(**{key: value for key, value in optional.items() if value is not None})
     with Progress(
         TextColumn("[bold]{task.description}[/]"),
         BarColumn(),

@@ -16,6 +16,7 @@ from embhub.errors import InputError
 TASKS = ("lfc", "deg")
 CELL_LINE_MODES = ("token", "add")
 INPUT_NORMS = ("zscore", "none")
+RESPONSE_OFFSETS = ("context_mean", "none")
 
 VALIDATION_FRACTION = 0.2
 VALIDATION_SEED = 42
@@ -35,6 +36,9 @@ class FusionConfig:
     ``head_layers`` hidden layers of ``head_width`` sit between the CLS output and the response (0: linear).
     ``modal_drop`` is the probability that a present source is hidden from attention for one training example
     (at least one source always stays visible).
+    ``response_offset`` ``none`` is the study's head (it predicts the LFC itself); ``context_mean`` adds each
+    cell line's mean fit response to the head's output and zero-initialises the head's last layer, so the
+    model learns the residual and starts exactly at the context-mean baseline. DEG ignores it.
     """
 
     d_model: int = 100
@@ -48,6 +52,7 @@ class FusionConfig:
     modal_drop: float = 0.0
     head_layers: int = 0
     head_width: int = 400
+    response_offset: str = "none"
     lr: float = 1e-3
     batch_size: int = 64
     max_epochs: int = 75
@@ -62,6 +67,11 @@ class FusionConfig:
             raise InputError(f"fusion cell_line '{self.cell_line}' is not one of {', '.join(CELL_LINE_MODES)}")
         if self.input_norm not in INPUT_NORMS:
             raise InputError(f"fusion input_norm '{self.input_norm}' is not one of {', '.join(INPUT_NORMS)}")
+        if self.response_offset not in RESPONSE_OFFSETS:
+            raise InputError(f"fusion response_offset '{self.response_offset}' is not one of {', '.join(RESPONSE_OFFSETS)}")
+        for name in ("dropout", "input_dropout", "modal_drop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise InputError(f"fusion {name} {getattr(self, name)} must be in [0, 1)")
         if self.max_epochs < 1 or self.batch_size < 1 or self.n_layers < 1:
             raise InputError("fusion max_epochs, batch_size and n_layers must be at least 1")
 

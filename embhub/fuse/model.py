@@ -99,6 +99,7 @@ class FusionModel(nn.Module):
             width = config.head_width
         head.append(nn.Linear(width, n_outputs))
         self.head = nn.Sequential(*head)
+        self.register_buffer("response_offset", torch.zeros(n_cell_lines, n_outputs))
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
@@ -108,6 +109,12 @@ class FusionModel(nn.Module):
         for projection, mean, scale in zip(self.projections, means, scales):
             projection.mean.copy_(mean)
             projection.scale.copy_(scale)
+
+    def start_from(self, offset: torch.Tensor) -> None:
+        """Predict ``offset[cell line]`` ``(n_cell_lines, n_outputs)`` plus the head's output, the head's last
+        layer zeroed so that the untrained model predicts exactly ``offset``."""
+        self.response_offset.copy_(offset)
+        nn.init.zeros_(self.head[-1].weight)
 
     def forward(
         self,
@@ -137,7 +144,7 @@ class FusionModel(nn.Module):
         for layer in self.layers:
             x, weights = layer(x, visible)
             attention.append(weights)
-        output = self.head(x[:, 0])
+        output = self.head(x[:, 0]) + self.response_offset[cell_line].to(x.dtype)
         return (output, attention) if return_attention else output
 
 

@@ -6,7 +6,8 @@ trains on the fold's fit rows and is scored by its best validation loss, so the 
 seen; trials that trail the median of earlier trials at the same epoch are pruned. The TPE sampler and each
 trial's training are seeded, so a search on the CPU repeats exactly. Because every trial trains on the same
 fit/validation split, the best trial's model *is* the fold's final model (the study also kept the best
-validation checkpoint rather than refitting).
+validation checkpoint rather than refitting). The first trial is the base configuration itself, so a search
+never ends worse on validation than training that configuration, however few its trials.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from embhub.fuse.data import FusionData
 from embhub.fuse.train import ProgressCallback, TrainedFusion, train_fusion
 
 SEARCH_SPACE = {
-    "lr": "log-uniform [1e-5, 3e-3]",
+    "lr": "log-uniform [1e-5, 1e-2]",
     "n_layers": "int [1, 8]",
-    "n_heads": "divisors of d_model among 1, 2, 4, 5, 8, 10",
+    "n_heads": "divisors of d_model among 1, 2, 4, 5, 8, 10, and the base value",
     "dropout": "uniform [0, 0.3]",
     "input_dropout": "uniform [0, 0.3]",
     "modal_drop": "uniform [0, 0.2]",
-    "batch_size": "one of 32, 64, 128",
+    "batch_size": "one of 32, 64, 128, and the base value",
     "head_layers": "int [0, 2] hidden layers of head_width",
     "gate": "False or True",
     "cell_line": "token or add",
@@ -43,19 +44,24 @@ class SearchOutcome:
 
 
 def suggest_config(trial: Any, base: FusionConfig) -> FusionConfig:
-    heads = [h for h in (1, 2, 4, 5, 8, 10) if base.d_model % h == 0]
+    heads = sorted({h for h in (1, 2, 4, 5, 8, 10) if base.d_model % h == 0} | {base.n_heads})
     return base.updated(
-        lr=trial.suggest_float("lr", 1e-5, 3e-3, log=True),
+        lr=trial.suggest_float("lr", 1e-5, 1e-2, log=True),
         n_layers=trial.suggest_int("n_layers", 1, 8),
         n_heads=trial.suggest_categorical("n_heads", heads),
         dropout=trial.suggest_float("dropout", 0.0, 0.3),
         input_dropout=trial.suggest_float("input_dropout", 0.0, 0.3),
         modal_drop=trial.suggest_float("modal_drop", 0.0, 0.2),
-        batch_size=trial.suggest_categorical("batch_size", [32, 64, 128]),
+        batch_size=trial.suggest_categorical("batch_size", sorted({32, 64, 128, base.batch_size})),
         head_layers=trial.suggest_int("head_layers", 0, 2),
         gate=trial.suggest_categorical("gate", [False, True]),
         cell_line=trial.suggest_categorical("cell_line", ["token", "add"]),
     )
+
+
+def base_params(base: FusionConfig) -> dict[str, Any]:
+    """The base configuration's values of the searched parameters (Optuna accepts values outside a range)."""
+    return {name: getattr(base, name) for name in SEARCH_SPACE}
 
 
 def search_fusion(
@@ -82,6 +88,7 @@ def search_fusion(
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_EPOCHS),
     )
+    study.enqueue_trial(base_params(base))
     kept: dict[str, TrainedFusion] = {}
 
     def objective(trial: Any) -> float:

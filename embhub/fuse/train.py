@@ -132,6 +132,16 @@ def input_statistics(data: FusionData, rows: np.ndarray) -> tuple[list[np.ndarra
     return means, scales
 
 
+def context_means(data: FusionData, rows: np.ndarray) -> np.ndarray:
+    """``(n_cell_lines, G)``: each cell line's mean response over ``rows`` (zeros for a line without rows)."""
+    means = np.zeros((len(data.cell_lines), data.lfc.shape[1]), np.float32)
+    for line in range(len(data.cell_lines)):
+        own = rows[data.row_cell_line[rows] == line]
+        if own.size:
+            means[line] = data.lfc[own].astype(np.float64).mean(axis=0)
+    return means
+
+
 def deg_class_weights(data: FusionData, rows: np.ndarray) -> np.ndarray:
     """Balanced weights ``(G, 3)``: ``n / (3·count[g, c])``, 0 where class c never occurs for gene g."""
     labels = data.deg[rows].astype(np.int64) + 1
@@ -183,6 +193,8 @@ def train_fusion(
         means, scales = input_statistics(data, fit_rows)
         if config.input_norm == "zscore":
             model.set_input_statistics([torch.as_tensor(m) for m in means], [torch.as_tensor(s) for s in scales])
+        if task == "lfc" and config.response_offset == "context_mean":
+            model.start_from(torch.as_tensor(context_means(data, fit_rows)))
         model.to(torch_device)
         tensors = DeviceData(data, torch_device, task)
         weights = None

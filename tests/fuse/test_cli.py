@@ -21,6 +21,7 @@ def fuse_output(screen, tmp_path_factory):
     result = run_cli(
         "fuse", "--dataset", str(screen.dataset.path), "--stores", *paths, "--trials", "0", "--fold", "0",
         "--max-epochs", "20", "--d-model", "32", "--n-heads", "2", "--n-layers", "2", "--lr", "5e-3",
+        "--dropout", "0.05", "--input-dropout", "0.1", "--response-offset", "none",
         "--cpu-threads", "1", "--leave-one-out", "--out", str(out),
     )
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -36,7 +37,9 @@ def test_fusion_rows_join_the_evaluate_table(fuse_output):
     assert "mean L2 over folds" in result.stdout and "noise" in result.stdout
     folder = out / "fusion" / "fusion_store_a+store_b+noise+half"
     params = json.loads((folder / "params.json").read_text())
-    assert params["folds"][0]["config"]["d_model"] == 32 and params["folds"][0]["config"]["max_epochs"] == 20
+    config = params["folds"][0]["config"]
+    assert config["d_model"] == 32 and config["max_epochs"] == 20
+    assert config["dropout"] == 0.05 and config["input_dropout"] == 0.1 and config["response_offset"] == "none"
     run = json.loads((folder / "run.json").read_text())
     assert [s["n_covered"] for s in run["sources"]] == [300, 300, 300, 150]
     assert (folder / "attention.png").stat().st_size > 0
@@ -62,4 +65,15 @@ def test_a_store_of_another_entity_is_one_red_line(screen, tmp_path):
     result = run_cli("fuse", "--dataset", str(screen.dataset.path), "--stores", str(drugs.path), "--out", str(tmp_path / "o"))
     assert result.exit_code == 1
     assert "drug" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "option,value,fragment",
+    [("--dropout", "1.5", "dropout 1.5 must be in [0, 1)"), ("--response-offset", "median", "response_offset 'median' is not one of")],
+)
+def test_bad_fusion_options_are_one_red_line(screen, tmp_path, option, value, fragment):
+    result = run_cli("fuse", "--dataset", str(screen.dataset.path), "--stores", str(screen.stores["store_a"].path),
+                     option, value, "--out", str(tmp_path / "o"))
+    assert result.exit_code == 1 and fragment in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -6,8 +6,9 @@ import json
 import numpy as np
 
 from embhub.fuse.run import run_fusion
-from embhub.fuse.search import search_fusion
+from embhub.fuse.search import SEARCH_SPACE, search_fusion
 from embhub.fuse.splits import fold_rows
+from embhub.fuse.train import train_fusion
 
 from tests.fuse.conftest import small_config
 
@@ -32,6 +33,15 @@ def test_search_never_reads_test_responses_and_repeats_exactly(screen_data):
     assert first.trained.best_validation_loss == min(values)
     assert {k: getattr(first.trained.config, k) for k in best} == best
     assert first.summary["sampler"] == "TPESampler(seed=11)"
+
+
+def test_the_first_trial_trains_the_base_configuration(screen_data):
+    rows = fold_rows(screen_data, 0)
+    config = small_config(max_epochs=2, n_heads=4, batch_size=50)
+    outcome = search_fusion(screen_data, rows.fit, rows.validation, config, trials=2, cpu_threads=1)
+    first = outcome.summary["trials"][0]
+    assert first["params"] == {name: getattr(config, name) for name in SEARCH_SPACE}
+    assert first["value"] == train_fusion(screen_data, rows.fit, rows.validation, config, cpu_threads=1).best_validation_loss
 
 
 def test_run_saves_the_chosen_parameters_and_study_per_fold(screen_data):

@@ -4,7 +4,9 @@ import numpy as np
 import torch
 
 from embhub.fuse.splits import fold_rows, split_validation
-from embhub.fuse.train import deg_class_weights, input_statistics, predict, task_loss, train_fusion
+from embhub.fuse.config import FusionConfig
+from embhub.fuse.model import FusionModel
+from embhub.fuse.train import context_means, deg_class_weights, input_statistics, predict, task_loss, train_fusion
 
 from tests.fuse.conftest import small_config
 
@@ -93,3 +95,30 @@ def test_mixed_precision_path_trains_and_predicts(screen_data):
     assert predictions.dtype == np.float32 and np.isfinite(predictions).all()
     assert mixed.history[-1]["validation_loss"] < mixed.history[0]["validation_loss"]
     assert abs(mixed.best_validation_loss - full.best_validation_loss) < 0.1 * full.best_validation_loss
+
+
+def test_context_mean_offset_starts_at_each_cell_lines_mean_fit_response(screen_data):
+    rows = fold_rows(screen_data, 1)
+    offset = context_means(screen_data, rows.fit)
+    for line in range(len(screen_data.cell_lines)):
+        own = rows.fit[screen_data.row_cell_line[rows.fit] == line]
+        np.testing.assert_allclose(offset[line], screen_data.lfc[own].mean(axis=0), rtol=1e-5, atol=1e-6)
+    model = FusionModel([m.shape[1] for m in screen_data.sources], 2, offset.shape[1], FusionConfig(d_model=12, n_heads=3, n_layers=1))
+    model.start_from(torch.as_tensor(offset))
+    batch = rows.test[:9]
+    perts = screen_data.row_pert[batch]
+    with torch.no_grad():
+        output = model.eval()(
+            [torch.as_tensor(s[perts]) for s in screen_data.sources],
+            torch.as_tensor(screen_data.present[perts]),
+            torch.as_tensor(screen_data.row_cell_line[batch]),
+        )
+    np.testing.assert_array_equal(output.numpy(), offset[screen_data.row_cell_line[batch]])
+
+
+def test_context_mean_offset_lowers_the_first_epochs_loss(screen_data):
+    rows = fold_rows(screen_data, 0)
+    config = small_config(max_epochs=1)
+    study = train_fusion(screen_data, rows.fit, rows.validation, config, cpu_threads=1)
+    residual = train_fusion(screen_data, rows.fit, rows.validation, config.updated(response_offset="context_mean"), cpu_threads=1)
+    assert residual.history[0]["train_loss"] < study.history[0]["train_loss"]
