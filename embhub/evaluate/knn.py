@@ -42,22 +42,39 @@ def sorted_neighbours(train: np.ndarray, query: np.ndarray, k: int) -> np.ndarra
 def l2_for_every_k(gram: np.ndarray, query_rows: np.ndarray, neighbour_rows: np.ndarray, k_grid: tuple[int, ...]) -> np.ndarray:
     """Validation L2 ``(n_query, len(k_grid))`` of the mean-of-k-neighbours prediction, from the Gram matrix.
 
-    ``query_rows`` ``(n_query,)`` and ``neighbour_rows`` ``(n_query, k_max)`` index rows of ``gram``.
+    ``query_rows`` ``(n_query,)`` and ``neighbour_rows`` ``(n_query, k_max)`` index rows of ``gram``. The
+    neighbour ranks are cut at the grid values into bands; a sparse selection of each band times K sums
+    whole rows of K (contiguous reads, not scattered ones), and the sum of K over the first k neighbours is
+    then assembled from band × band blocks of those sums, using K's symmetry.
     """
+    import scipy.sparse as sp
+
     n = gram.shape[0]
+    n_query = len(query_rows)
     flat = gram.ravel()
     own = flat.take(query_rows * (n + 1))
     cross = np.cumsum(flat.take(query_rows[:, None] * n + neighbour_rows), axis=1)
-    k_max = max(k_grid)
-    block = flat.take(neighbour_rows[:, :k_max, None] * n + neighbour_rows[:, None, :k_max])
-    out = np.empty((len(query_rows), len(k_grid)))
-    among = np.zeros(len(query_rows))
-    previous = 0
-    for column in np.argsort(k_grid, kind="stable"):
-        k = int(k_grid[column])
-        among = among + block[:, previous:k, :k].sum(axis=(1, 2)) + block[:, :previous, previous:k].sum(axis=(1, 2))
-        previous = k
-        squared = own - 2.0 * cross[:, k - 1] / k + among / (k * k)
+    edges = [0, *sorted(set(int(k) for k in k_grid))]
+    bands = [neighbour_rows[:, start:stop] for start, stop in zip(edges[:-1], edges[1:])]
+    band_sums = []
+    for band in bands:
+        width = band.shape[1]
+        selection = sp.csr_matrix(
+            (np.ones(n_query * width), band.ravel(), np.arange(0, n_query * width + 1, width)), shape=(n_query, n)
+        )
+        band_sums.append(np.asarray(selection @ gram))
+    rows = np.arange(n_query)[:, None]
+    among: dict[int, np.ndarray] = {}
+    running = np.zeros(n_query)
+    for j, band in enumerate(bands):
+        for i in range(j + 1):
+            block = band_sums[i][rows, band].sum(axis=1)
+            running = running + (block if i == j else 2.0 * block)
+        among[edges[j + 1]] = running
+    out = np.empty((n_query, len(k_grid)))
+    for column, k in enumerate(k_grid):
+        k = int(k)
+        squared = own - 2.0 * cross[:, k - 1] / k + among[k] / (k * k)
         out[:, column] = np.sqrt(np.clip(squared, 0.0, None))
     return out
 

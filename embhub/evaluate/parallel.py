@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from typing import Callable, Iterable, TypeVar
 
 T = TypeVar("T")
@@ -34,7 +35,13 @@ def parallel_map(function: Callable[[T], R], items: Iterable[T], workers: int) -
     workers = min(workers, len(items))
     if workers <= 1:
         return [function(item) for item in items]
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1), ThreadPoolExecutor(workers) as pool:
+    with _blas_controller().limit(limits=1), ThreadPoolExecutor(workers) as pool:
         return list(pool.map(function, items))
+
+
+@lru_cache(maxsize=1)
+def _blas_controller():
+    """Finding the loaded BLAS libraries takes milliseconds; do it once, not per call."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
