@@ -35,6 +35,17 @@ def assign_folds(pert_ids: Sequence[str], n_folds: int = 5, seed: int = 42) -> d
     return folds
 
 
+def given_folds(folds: dict[str, int], labels: Sequence[str], source: str) -> dict[str, int]:
+    """The given fold of every perturbation label; a label the splits file lacks is a one-line error."""
+    missing = sorted({str(label) for label in labels} - set(folds))
+    if missing:
+        raise InputError(
+            f"{source}: {len(missing)} perturbation(s) of the screen have no fold there (first: '{missing[0]}'); "
+            "give a complete splits file, or leave it out and embhub assigns folds"
+        )
+    return {str(label): folds[str(label)] for label in labels}
+
+
 def prepare_dataset(
     dataset: Dataset,
     raw: Sequence[Path],
@@ -52,8 +63,12 @@ def prepare_dataset(
     source = dataset.read(raw, layer=layer)
     plan = plan_groups(source, dataset)
     sums = accumulate(source, plan, dataset, progress)
-    fold_basis = [line.pert_labels if dataset.folds_by_label else line.pert_ids for line in plan.lines]
-    folds = assign_folds(np.concatenate(fold_basis), dataset.n_folds, dataset.fold_seed)
+    by_label = dataset.folds_by_label or source.given_folds is not None
+    fold_basis = [line.pert_labels if by_label else line.pert_ids for line in plan.lines]
+    if source.given_folds is None:
+        folds = assign_folds(np.concatenate(fold_basis), dataset.n_folds, dataset.fold_seed)
+    else:
+        folds = given_folds(source.given_folds, np.concatenate(fold_basis), source.folds_source)
     name = name or dataset.name
     out = Path(out) if out else default_output(name)
     manifest = {
@@ -64,8 +79,8 @@ def prepare_dataset(
         "key_namespace": source.key_namespace or dataset.key_namespace,
         "description": dataset.description,
         "citation": dataset.citation,
-        "n_folds": dataset.n_folds,
-        "protocol": dataset.protocol(),
+        "n_folds": dataset.n_folds if source.given_folds is None else len(set(folds.values())),
+        "protocol": dataset.protocol() | ({"fold_rule": f"given by {source.folds_source}"} if source.given_folds else {}),
         "inputs": [{"path": str(p.resolve()), "sha256": sha256_file(p), "bytes": p.stat().st_size} for p in raw],
         "layer": layer,
         "notes": source.notes + plan.notes,
@@ -79,7 +94,7 @@ def prepare_dataset(
             line.name,
             line.pert_ids,
             line.pert_labels,
-            [folds[p] for p in (line.pert_labels if dataset.folds_by_label else line.pert_ids)],
+            [folds[p] for p in (line.pert_labels if by_label else line.pert_ids)],
             lfc,
             line.n_cells,
             line.n_batches,

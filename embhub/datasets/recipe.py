@@ -142,6 +142,10 @@ class CellSource:
     key_namespace: str | None = None
     """The namespace of the ``pert_id`` keys when it depends on the inputs (sciPlex3 with a drug table:
     ``inchikey``); None keeps the recipe's."""
+    given_folds: dict[str, int] | None = None
+    """Outer fold per perturbation *label*, read from a splits file among the inputs (Tahoe:
+    ``tahoe_splits_drug.csv``); None lets embhub assign folds (:func:`embhub.datasets.prepare.assign_folds`)."""
+    folds_source: str = ""
 
 
 class Dataset:

@@ -10,7 +10,7 @@ The release's metadata parquets may be given among the raw files, as the study j
 ``drug_metadata.parquet`` gives each drug name its PubChem CID and SMILES (these win over obs
 ``pubchem_cid`` / ``canonical_smiles``, which are then optional) and the per-drug annotations (targets,
 ``moa-*``, approval) stored with the prepared perturbations. Drugs are keyed by CID, with SMILES and InChIKey
-aliases.
+aliases. The study's ``tahoe_splits_drug.csv`` among the raw files sets the outer folds (per drug name).
 
 Protocol: cells with ``pass_filter == "full"``; dose 5 µM; control ``DMSO_TF``; five low-quality cell lines and
 three drugs dropped; responses against the same plate's control, averaged over plates; DEG per plate
@@ -79,7 +79,7 @@ class Tahoe(Dataset):
     citation = "Zhang et al. (2025) Tahoe-100M: a giga-scale single-cell perturbation atlas, bioRxiv 2025.02.20.639398"
     raw_files = (
         "per-plate h5ad files (obs drug, plate, cell_line, drugname_drugconc, pubchem_cid) "
-        "[+ gene list .txt, gene_metadata.parquet, drug_metadata.parquet]"
+        "[+ gene list .txt, gene_metadata.parquet, drug_metadata.parquet, tahoe_splits_drug.csv]"
     )
     control = "batch"
     deg = "plate_vote"
@@ -95,16 +95,21 @@ class Tahoe(Dataset):
 
         from embhub.datasets.cells import CountMatrix, ObsColumns, read_var
         from embhub.datasets.recipe import CellFile, CellSource, StreamedCells, require_columns
-        from embhub_datasets.tahoe_metadata import TahoeMetadata
+        from embhub_datasets.tahoe_metadata import TahoeMetadata, read_drug_splits
 
         panel_symbols = None
         metadata = TahoeMetadata()
         h5ads = []
+        splits, splits_path = None, None
         for path in raw:
             if path.suffix == ".txt":
                 panel_symbols = [line.strip() for line in path.read_text().splitlines() if line.strip()]
             elif path.suffix == ".parquet":
                 metadata.add(path)
+            elif path.suffix == ".csv":
+                if splits is not None:
+                    raise InputError(f"two Tahoe splits files given ({splits_path.name}, {path.name}); pass one")
+                splits, splits_path = read_drug_splits(path), path
             else:
                 h5ads.append(path)
         if not h5ads:
@@ -148,7 +153,12 @@ class Tahoe(Dataset):
         annotations = {
             record.cid: record.annotations for record in metadata.drugs.values() if record.cid and record.annotations
         }
-        return CellSource(files, gene_ids, symbols, notes=notes, pert_annotations=annotations)
+        if splits is not None:
+            notes.append(f"folds: the study's drug splits from {splits_path.name} ({len(splits)} drugs)")
+        return CellSource(
+            files, gene_ids, symbols, notes=notes, pert_annotations=annotations,
+            given_folds=splits, folds_source=splits_path.name if splits_path else "",
+        )
 
 
 class TahoeCells:

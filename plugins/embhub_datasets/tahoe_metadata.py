@@ -4,6 +4,9 @@
 ``ensembl_gene_id``. ``drug_metadata.parquet``: one row per ``drug`` name with ``pubchem_cid``,
 ``canonical_smiles``, ``targets``, ``moa-broad``, ``moa-fine``, ``human-approved``, ``clinical-trials`` and
 ``gpt-notes-approval``. Files are recognised by their columns, whatever their names.
+
+The study's drug splits (``tahoe_splits_drug.csv``: ``drug``, ``fold_0`` … ``fold_4``, the fold where a drug
+is ``"test"``) give the outer folds, shared by every cell line, so a raw preparation scores on the study's folds.
 """
 
 from __future__ import annotations
@@ -91,3 +94,30 @@ def _text(value) -> str:
     if value is None or (np.isscalar(value) and pd.isna(value)):
         return ""
     return str(value)
+
+
+def read_drug_splits(path: Path) -> dict[str, int]:
+    """Fold per drug name from the study's splits CSV: the one ``fold_k`` column that says ``test``."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, dtype=str)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path} is not a readable CSV file ({exc})") from None
+    fold_columns = sorted((c for c in table.columns if str(c).startswith("fold_")), key=lambda c: int(c[5:]) if c[5:].isdigit() else -1)
+    if "drug" not in table.columns or not fold_columns or any(not c[5:].isdigit() for c in fold_columns):
+        raise InputError(
+            f"{path}: a Tahoe splits file needs columns drug, fold_0, fold_1, … (columns are "
+            f"{', '.join(map(str, table.columns[:10]))})"
+        )
+    folds: dict[str, int] = {}
+    for row in table.itertuples(index=False):
+        values = row._asdict()
+        name = str(values["drug"]).strip()
+        test = [int(c[5:]) for c in fold_columns if str(values[c]).strip().lower() == "test"]
+        if len(test) != 1:
+            raise InputError(f"{path}: drug '{name}' is 'test' in {len(test)} fold columns; each drug needs exactly one")
+        if folds.get(name, test[0]) != test[0]:
+            raise InputError(f"{path}: drug '{name}' appears twice with different test folds")
+        folds[name] = test[0]
+    return folds

@@ -141,3 +141,50 @@ def test_unrecognised_parquet_is_one_line(tahoe, tmp_path):
     pd.DataFrame({"a": [1]}).to_parquet(bogus)
     with pytest.raises(InputError, match="neither Tahoe gene metadata"):
         prepare_dataset(Tahoe(), [bogus, *tahoe_plate_files(tmp_path)[0]], tmp_path / "x.zarr")
+
+
+def write_splits(path, test_fold_by_drug, n_folds=5):
+    """The study's ``tahoe_splits_drug.csv`` layout: drug, fold_0 … fold_4 with 'test' in the drug's fold."""
+    import pandas as pd
+
+    rows = [{"drug": drug, **{f"fold_{k}": "test" if k == fold else "train" for k in range(n_folds)}}
+            for drug, fold in test_fold_by_drug.items()]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_the_studys_drug_splits_set_the_folds(tahoe, tmp_path):
+    prepared, _, _, _ = tahoe
+    paths, gene_list, _, _ = tahoe_plate_files(tmp_path)
+    chosen = {"DrugA": 3, "DrugB": 0, "DrugC": 4, "DMSO_TF": 1, "NotInTheScreen": 2}
+    splits = write_splits(tmp_path / "tahoe_splits_drug.csv", chosen)
+    with_splits = prepare_dataset(Tahoe(), [*paths, gene_list, splits], tmp_path / "split.zarr")
+    for line in prepared.cell_lines:
+        alone, data = prepared.cell_line(line), with_splits.cell_line(line)
+        assert list(data.pert_ids) == list(alone.pert_ids)
+        np.testing.assert_array_equal(data.lfc, alone.lfc)
+        assert list(data.folds) == [chosen[label] for label in data.pert_labels]
+    assert with_splits.manifest["protocol"]["fold_rule"] == "given by tahoe_splits_drug.csv"
+    assert any("study's drug splits" in note for note in with_splits.manifest["notes"])
+
+
+@pytest.mark.parametrize(
+    "content,fragment",
+    [
+        ({"DrugA": 3, "DrugC": 0}, "1 perturbation(s) of the screen have no fold there (first: 'DrugB')"),
+        ("drug,split\nDrugA,test\n", "needs columns drug, fold_0"),
+        ("drug,fold_0,fold_1\nDrugA,test,test\n", "drug 'DrugA' is 'test' in 2 fold columns"),
+    ],
+)
+def test_bad_splits_files_are_one_line(tmp_path, content, fragment):
+    from embhub.errors import InputError
+
+    paths, gene_list, _, _ = tahoe_plate_files(tmp_path)
+    splits = tmp_path / "splits.csv"
+    if isinstance(content, dict):
+        write_splits(splits, content)
+    else:
+        splits.write_text(content)
+    with pytest.raises(InputError) as raised:
+        prepare_dataset(Tahoe(), [*paths, gene_list, splits], tmp_path / "x.zarr")
+    assert fragment in str(raised.value) and "\n" not in str(raised.value)
