@@ -24,7 +24,7 @@ def evaluate_command(
     fallback: str = typer.Option("context_mean", help="Prediction for test perturbations a store lacks: context_mean (study) or no_change."),
     baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Score no change, context mean, random and idealized controls."),
     jobs: int = typer.Option(0, "--jobs", "-j", help="Threads over stores and inner splits (0: one per available core)."),
-    device: str = typer.Option("auto", help="Device for the DEG logistic model: auto, cpu, cuda, mps."),
+    device: str = typer.Option("auto", help="Device: auto (a CUDA GPU when present), cpu, cuda, mps. kNN runs on CUDA or the CPU; the DEG logistic model on any."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default ./embhub-results/<dataset>-<timestamp>/)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG and SVG figures."),
 ):

@@ -49,6 +49,8 @@ class _Context:
     estimators: tuple[str, ...]
     fallback: str
     device: str
+    knn_device: Any = None
+    """A CUDA torch device when the kNN protocol runs on the GPU (:mod:`embhub.evaluate.device_knn`), else None."""
 
 
 def evaluate(
@@ -85,7 +87,7 @@ def evaluate(
         if without:
             raise InputError(f"dataset '{dataset.name}' has no DEG labels for {', '.join(without)}; drop --deg or prepare them")
     settings = settings or settings_for(dataset.name, dataset.manifest)
-    context = _Context(dataset, R.manifest_id(dataset.manifest), settings, estimators, fallback, device)
+    context = _Context(dataset, R.manifest_id(dataset.manifest), settings, estimators, fallback, device, _knn_device(device))
 
     all_ids = sorted({pid for line in lines.values() for pid in line.pert_ids})
     aligned = [align_store(store, dataset, all_ids) for store in stores]
@@ -137,6 +139,7 @@ def evaluate(
         "estimators": list(estimators),
         "deg": deg,
         "fallback": fallback,
+        "knn_device": str(context.knn_device or "cpu"),
         "protocol": settings.as_dict(),
         "stores": [{"name": a.name, "path": a.path, "store_id": a.store_id, "dim": a.dim} for a in aligned],
         "deviations": [
@@ -229,6 +232,16 @@ def _evaluate_fold(context: _Context, fold: FoldData, aligned: list[AlignedStore
     return rows
 
 
+def _knn_device(device: str) -> Any:
+    from embhub.evaluate.device_knn import cuda_is_usable
+
+    if not cuda_is_usable(device):
+        return None
+    from embhub.accel import pick_device
+
+    return pick_device(device)
+
+
 def _random_rows(context: _Context, fold: FoldData, everything: np.ndarray, common: np.ndarray, workers: int) -> list[dict]:
     settings = context.settings
     dim = settings.pca_components
@@ -247,12 +260,22 @@ def _idealized_rows(context: _Context, fold: FoldData, everything: np.ndarray, c
 def _estimator_rows(context, fold, embedding, x_train, x_test, train_rows, covered_test, common, n_components, params,
                     aligned=None, workers: int = 1):
     settings = context.settings
-    projections = CVProjections.fit(x_train, x_test, n_components, settings.inner_folds, settings.inner_seed, workers)
+    if context.knn_device is not None and n_components is not None:
+        from embhub.evaluate.device_knn import fit_projections
+
+        projections = fit_projections(x_train, x_test, n_components, settings.inner_folds, settings.inner_seed, context.knn_device)
+    else:
+        projections = CVProjections.fit(x_train, x_test, n_components, settings.inner_folds, settings.inner_seed, workers)
     fallback = fold.context_mean if context.fallback == "context_mean" else np.zeros(fold.y_train.shape[1])
     rows = []
     for estimator in context.estimators:
         if estimator == "knn":
-            fit = knn_cv_predict(projections, fold.response_gram, train_rows, fold.y_train, settings.k_grid, workers)
+            if context.knn_device is not None:
+                from embhub.evaluate.device_knn import knn_predict
+
+                fit = knn_predict(projections, fold.response_gram, train_rows, fold.y_train, settings.k_grid, context.knn_device)
+            else:
+                fit = knn_cv_predict(projections, fold.response_gram, train_rows, fold.y_train, settings.k_grid, workers)
             chosen = {"k": fit.k, "cv_l2": {str(k): v for k, v in fit.cv_l2.items()}}
         else:
             from embhub.evaluate.lasso import lasso_cv_predict
