@@ -47,8 +47,18 @@ def store_vectors(latent: np.ndarray, dim: int, seed: int) -> np.ndarray:
     return (latent @ rng.normal(size=(latent.shape[1], dim)) + rng.normal(scale=2.0, size=(len(latent), dim))).astype(np.float32)
 
 
-def embhub_store_fold(fold: FoldData, x: np.ndarray, folds: np.ndarray, k_grid=K_GRID, workers: int = 1):
+def embhub_store_fold(fold: FoldData, x: np.ndarray, folds: np.ndarray, k_grid=K_GRID, workers: int = 1, device=None):
     test = folds == fold.fold
+    if device is not None:
+        from embhub.evaluate.device_knn import fit_projections, knn_predict
+
+        projections = fit_projections(x[~test], x[test], 100, 5, 42, device)
+        fit = knn_predict(projections, fold.response_gram, np.arange(len(fold.train_ids)), fold.y_train, k_grid, device)
+        if device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+        return fit, lfc_metrics(fold.y_test, fit.predictions, fold.test_ranks, row_ranks(fit.predictions))
     projections = CVProjections.fit(x[~test], x[test], 100, 5, 42, workers)
     fit = knn_cv_predict(projections, fold.response_gram, np.arange(len(fold.train_ids)), fold.y_train, k_grid, workers)
     return fit, lfc_metrics(fold.y_test, fit.predictions, fold.test_ranks, row_ranks(fit.predictions))
@@ -87,11 +97,18 @@ def main() -> None:
     parser.add_argument("--skip-sklearn", action="store_true")
     parser.add_argument("--deg", action="store_true", help="also time one DEG logistic fit (Essential size) on the picked device")
     parser.add_argument("--workers", type=int, default=available_cores(), help="embhub threads (default: available cores)")
+    parser.add_argument("--device", default="cpu", help="cpu (NumPy path) or cuda (the torch path of embhub.evaluate.device_knn)")
     args = parser.parse_args()
+    device = None
+    if args.device != "cpu":
+        from embhub.accel import pick_device
+
+        device = pick_device(args.device)
     import scipy.stats  # noqa: F401  (warm the import so it is not timed as work)
 
     print(f"machine: {platform.processor() or platform.machine()}, {available_cores()} cores available, "
-          f"data {args.perts} perturbations × {args.genes} genes; embhub on {args.workers} threads, "
+          f"data {args.perts} perturbations × {args.genes} genes; embhub on "
+          f"{args.device if device is not None else f'{args.workers} threads'}, "
           "scikit-learn as the study ran it (GridSearchCV n_jobs=None, BLAS on every core)")
     latent, lfc, folds = synthetic(args.perts, args.genes)
     pert_ids = np.array([f"P{i}" for i in range(args.perts)])
@@ -102,11 +119,11 @@ def main() -> None:
     print(f"shared per (cell line, fold): response Gram + test ranks {shared:.3f} s (once for all stores)")
     for dim in args.dims:
         x = store_vectors(latent, dim, dim)
-        embhub_store_fold(fold, x, folds, workers=args.workers)
+        embhub_store_fold(fold, x, folds, workers=args.workers, device=device)
         ours_time = np.inf
         for _ in range(3):
             start = time.perf_counter()
-            fit, ours = embhub_store_fold(fold, x, folds, workers=args.workers)
+            fit, ours = embhub_store_fold(fold, x, folds, workers=args.workers, device=device)
             ours_time = min(ours_time, time.perf_counter() - start)
         line = f"d={dim:5d}: embhub {ours_time:.3f} s per store × fold, best of 3 (k={fit.k}, L2 {ours['L2']:.6f})"
         if not args.skip_sklearn:
@@ -128,7 +145,11 @@ def main() -> None:
     for cell, f in units:
         unit = FoldData.from_arrays(f"line{cell}", f, pert_ids, folds, lfc)
         _ = unit.response_gram, unit.test_ranks
-        parallel_map(lambda x: embhub_store_fold(unit, x, folds), xs, args.workers)
+        if device is None:
+            parallel_map(lambda x: embhub_store_fold(unit, x, folds), xs, args.workers)
+        else:
+            for x in xs:
+                embhub_store_fold(unit, x, folds, device=device)
     elapsed = time.perf_counter() - start
     per_unit = elapsed / (len(units) * len(xs))
     print(f"sweep throughput: {per_unit:.3f} s per store × fold ({args.workers} stores at a time, d={args.sweep_dim}, "
