@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from embhub.datasets.pseudobulk import Plan, code_blocks, plan_groups
+from embhub.datasets.pseudobulk import Plan, line_cells, plan_groups
 from embhub.datasets.recipe import CellSource, Dataset
 
 SEED = 5050
@@ -90,29 +90,13 @@ def line_groups(
 
     Streams the cell tables once and keeps the global cell numbers of this line's cells only.
     """
-    import pandas as pd
-
     line = plan.lines[index]
-    parts = []
-    for file, offset in zip(source.files, file_offsets):
-        for start, codes in code_blocks(plan, file, dataset):
-            rows = np.flatnonzero((codes["line"] == index) & ((codes["lfc"] >= 0) | (codes["control"] >= 0)))
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "cell": offset + start + rows,
-                        "pert": codes["lfc"][rows] - plan.lfc_offsets[index],
-                        "control": codes["control"][rows] >= 0,
-                        "batch": codes["batch"][rows],
-                    }
-                )
-            )
-    cells = pd.concat(parts, ignore_index=True)
+    cells = line_cells(source, plan, index, dataset, file_offsets, "lfc")
     control = dataset.bootstrap_control
     controls = {int(b): g["cell"].to_numpy() for b, g in cells[cells["control"]].groupby("batch")}
-    perturbed = cells[cells["pert"] >= 0]
+    perturbed = cells[cells["group"] >= 0]
     by_pert: dict[int, dict[int, np.ndarray]] = {}
-    for (p, b), g in perturbed.groupby(["pert", "batch"]):
+    for (p, b), g in perturbed.groupby(["group", "batch"]):
         by_pert.setdefault(int(p), {})[int(b)] = g["cell"].to_numpy()
     groups = []
     for p in range(len(line.pert_ids)):

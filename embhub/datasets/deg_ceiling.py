@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from embhub.datasets.deg import deg_labels, moments, plate_vote, welch_scores
-from embhub.datasets.pseudobulk import Plan, code_blocks
+from embhub.datasets.pseudobulk import Plan, line_cells
 from embhub.datasets.recipe import CellSource, Dataset
 
 POOLED_TRIALS = 20
@@ -74,24 +74,8 @@ class Replicates:
 
 def collect_members(source: CellSource, plan: Plan, index: int, dataset: Dataset, file_offsets) -> Members:
     """Stream the cell tables once and keep the numbers of this line's DEG-group and control cells."""
-    import pandas as pd
-
-    parts = []
-    for file, offset in zip(source.files, file_offsets):
-        for start, codes in code_blocks(plan, file, dataset):
-            rows = np.flatnonzero((codes["line"] == index) & ((codes["deg"] >= 0) | (codes["control"] >= 0)))
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "cell": offset + start + rows,
-                        "deg": codes["deg"][rows] - plan.deg_offsets[index],
-                        "control": codes["control"][rows] >= 0,
-                        "batch": codes["batch"][rows],
-                    }
-                )
-            )
-    cells = pd.concat(parts, ignore_index=True)
-    groups = {int(k): g["cell"].to_numpy() for k, g in cells[cells["deg"] >= 0].groupby("deg")}
+    cells = line_cells(source, plan, index, dataset, file_offsets, "deg")
+    groups = {int(k): g["cell"].to_numpy() for k, g in cells[cells["group"] >= 0].groupby("group")}
     controls = {int(b): g["cell"].to_numpy() for b, g in cells[cells["control"]].groupby("batch")}
     return Members(groups, controls)
 

@@ -87,14 +87,14 @@ def prepare_dataset(
         **(extra_manifest or {}),
     }
     writer = PreparedDatasetWriter(out, manifest, source.gene_ids, source.gene_symbols)
-    for index, line in enumerate(plan.lines):
+    for index, (line, fold_keys) in enumerate(zip(plan.lines, fold_basis)):
         lfc, _ = line_responses(plan, sums, index, dataset.control)
         deg, deg_mask = line_deg(plan, sums, index, dataset)
         writer.add_cell_line(
             line.name,
             line.pert_ids,
             line.pert_labels,
-            [folds[p] for p in (line.pert_labels if by_label else line.pert_ids)],
+            [folds[p] for p in fold_keys],
             lfc,
             line.n_cells,
             line.n_batches,

@@ -106,23 +106,25 @@ class CellLineData:
 
     def alias_namespaces(self) -> list[str]:
         """Other keys stored for the perturbations (e.g. ``inchikey``, ``smiles`` for Tahoe drugs)."""
-        return sorted(self.group["pert_aliases"].array_keys()) if "pert_aliases" in self.group else []
+        return self._text_fields("pert_aliases")
 
     def pert_aliases(self, namespace: str) -> np.ndarray | None:
         """The perturbations' ids in another namespace ``(n,)`` ("" where unknown), or None if not stored."""
-        if namespace not in self.alias_namespaces():
-            return None
-        return _strings(self.group[f"pert_aliases/{namespace}"])
+        return self._text_field("pert_aliases", namespace)
 
     def annotation_fields(self) -> list[str]:
         """Descriptive fields stored per perturbation (e.g. ``targets``, ``moa-fine`` for Tahoe drugs)."""
-        return sorted(self.group["pert_annotations"].array_keys()) if "pert_annotations" in self.group else []
+        return self._text_fields("pert_annotations")
 
     def pert_annotation(self, name: str) -> np.ndarray | None:
         """One descriptive field per perturbation ``(n,)`` ("" where unknown), or None if not stored."""
-        if name not in self.annotation_fields():
-            return None
-        return _strings(self.group[f"pert_annotations/{name}"])
+        return self._text_field("pert_annotations", name)
+
+    def _text_fields(self, folder: str) -> list[str]:
+        return sorted(self.group[folder].array_keys()) if folder in self.group else []
+
+    def _text_field(self, folder: str, name: str) -> np.ndarray | None:
+        return _strings(self.group[f"{folder}/{name}"]) if name in self._text_fields(folder) else None
 
     @property
     def has_ceiling(self) -> bool:

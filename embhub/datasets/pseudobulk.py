@@ -239,6 +239,30 @@ def code_blocks(plan: Plan, file: CellFile, dataset: Dataset) -> Iterator[tuple[
         yield start, cell_codes(plan, cells, dataset)
 
 
+def line_cells(
+    source: CellSource, plan: Plan, index: int, dataset: Dataset, file_offsets: np.ndarray, grouping: str
+) -> pd.DataFrame:
+    """One pass over the cell tables: for each cell of line ``index`` that is in a ``grouping`` group
+    (``"lfc"``: a perturbation; ``"deg"``: a DEG group) or is a control, its global number (``cell``), its
+    group within the line (``group``, negative for none), whether it is a control, and its batch."""
+    first = (plan.lfc_offsets if grouping == "lfc" else plan.deg_offsets)[index]
+    parts = []
+    for file, offset in zip(source.files, file_offsets):
+        for start, codes in code_blocks(plan, file, dataset):
+            rows = np.flatnonzero((codes["line"] == index) & ((codes[grouping] >= 0) | (codes["control"] >= 0)))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "cell": offset + start + rows,
+                        "group": codes[grouping][rows] - first,
+                        "control": codes["control"][rows] >= 0,
+                        "batch": codes["batch"][rows],
+                    }
+                )
+            )
+    return pd.concat(parts, ignore_index=True)
+
+
 class RowCursor:
     """Codes of the rows a count block covers, taken from a stream of consecutive code blocks.
 

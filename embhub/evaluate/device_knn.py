@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from embhub.evaluate.knn import CVProjections, KnnFit, usable_grid
-from embhub.evaluate.projection import inner_kfold
+from embhub.evaluate.projection import inner_kfold, scaler_scale
 
 
 def cuda_is_usable(requested: str) -> bool:
@@ -24,7 +24,7 @@ def cuda_is_usable(requested: str) -> bool:
     GPU can be there (an NVIDIA driver is loaded, or the user asked for CUDA)."""
     import os
 
-    if requested == "cpu" or requested == "mps":
+    if requested in ("cpu", "mps"):
         return False
     if requested == "auto" and not os.path.exists("/proc/driver/nvidia/version"):
         return False
@@ -39,9 +39,7 @@ def _scaled_scores(torch, x: Any, rows: Any, q: int, others: list[Any]) -> list[
     n, d = fit.shape
     mean = fit.mean(dim=0)
     var = ((fit - mean) ** 2).mean(dim=0)
-    eps = torch.finfo(torch.float64).eps
-    constant = var <= n * eps * var + (n * mean * eps) ** 2
-    scale = torch.where(constant, torch.ones_like(var), var.sqrt())
+    scale = torch.as_tensor(scaler_scale(mean.cpu().numpy(), var.cpu().numpy(), n), device=x.device)
     z = (fit - mean) / scale
     centre = z.mean(dim=0)
     z = z - centre

@@ -47,8 +47,6 @@ def l2_for_every_k(gram: np.ndarray, query_rows: np.ndarray, neighbour_rows: np.
     whole rows of K (contiguous reads, not scattered ones), and the sum of K over the first k neighbours is
     then assembled from band × band blocks of those sums, using K's symmetry.
     """
-    import scipy.sparse as sp
-
     n = gram.shape[0]
     n_query = len(query_rows)
     flat = gram.ravel()
@@ -56,13 +54,7 @@ def l2_for_every_k(gram: np.ndarray, query_rows: np.ndarray, neighbour_rows: np.
     cross = np.cumsum(flat.take(query_rows[:, None] * n + neighbour_rows), axis=1)
     edges = [0, *sorted(set(int(k) for k in k_grid))]
     bands = [neighbour_rows[:, start:stop] for start, stop in zip(edges[:-1], edges[1:])]
-    band_sums = []
-    for band in bands:
-        width = band.shape[1]
-        selection = sp.csr_matrix(
-            (np.ones(n_query * width), band.ravel(), np.arange(0, n_query * width + 1, width)), shape=(n_query, n)
-        )
-        band_sums.append(np.asarray(selection @ gram))
+    band_sums = [np.asarray(selection_matrix(band, n) @ gram) for band in bands]
     rows = np.arange(n_query)[:, None]
     among: dict[int, np.ndarray] = {}
     running = np.zeros(n_query)
@@ -171,12 +163,15 @@ def mean_of_neighbours(y: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     A sparse 0/1 selection matrix times ``y`` sums each query's rows without materialising the
     ``(n_query, k, G)`` gather; the sum is then divided by k, as the mean is.
     """
+    if neighbours.shape[0] == 0:
+        return np.zeros((0, y.shape[1]))
+    return np.asarray(selection_matrix(neighbours, y.shape[0]) @ y) / neighbours.shape[1]
+
+
+def selection_matrix(rows: np.ndarray, n_columns: int):
+    """Sparse 0/1 ``(len(rows), n_columns)``: row i selects the columns ``rows[i]``; times a matrix, it sums
+    the chosen rows of that matrix without materialising them."""
     import scipy.sparse as sp
 
-    n_query, k = neighbours.shape
-    if n_query == 0:
-        return np.zeros((0, y.shape[1]))
-    selection = sp.csr_matrix(
-        (np.ones(n_query * k), neighbours.ravel(), np.arange(0, n_query * k + 1, k)), shape=(n_query, y.shape[0])
-    )
-    return np.asarray(selection @ y) / k
+    n, width = rows.shape
+    return sp.csr_matrix((np.ones(n * width), rows.ravel(), np.arange(0, n * width + 1, width)), shape=(n, n_columns))

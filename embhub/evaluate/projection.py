@@ -30,10 +30,10 @@ def standard_scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     near-constant features, by scikit-learn's rule, get scale 1)."""
     mean = x.mean(axis=0)
     var = ((x - mean) ** 2).mean(axis=0)
-    return mean, _scaler_scale(mean, var, x.shape[0])
+    return mean, scaler_scale(mean, var, x.shape[0])
 
 
-def _scaler_scale(mean: np.ndarray, var: np.ndarray, n: int) -> np.ndarray:
+def scaler_scale(mean: np.ndarray, var: np.ndarray, n: int) -> np.ndarray:
     eps = np.finfo(np.float64).eps
     constant = var <= n * eps * var + (n * mean * eps) ** 2
     scale = np.sqrt(var)
@@ -124,7 +124,7 @@ class ScaledPCA:
         mean = moments.shift + delta
         covariance = moments.scatter / count - np.outer(delta, delta)
         variance = np.clip(np.diag(covariance).copy(), 0.0, None)
-        scale = _scaler_scale(mean, variance, count)
+        scale = scaler_scale(mean, variance, count)
         correlation = covariance / np.outer(scale, scale)
         q = min(n_components, count, len(mean))
         basis = _top_eigenvectors(correlation, q, lower=False)[1]

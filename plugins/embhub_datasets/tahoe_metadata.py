@@ -104,8 +104,8 @@ def read_drug_splits(path: Path) -> dict[str, int]:
         table = pd.read_csv(path, dtype=str)
     except (OSError, ValueError) as exc:
         raise InputError(f"{path} is not a readable CSV file ({exc})") from None
-    fold_columns = sorted((c for c in table.columns if str(c).startswith("fold_")), key=lambda c: int(c[5:]) if c[5:].isdigit() else -1)
-    if "drug" not in table.columns or not fold_columns or any(not c[5:].isdigit() for c in fold_columns):
+    fold_columns = [c for c in table.columns if str(c).startswith("fold_")]
+    if "drug" not in table.columns or not fold_columns or not all(c[5:].isdigit() for c in fold_columns):
         raise InputError(
             f"{path}: a Tahoe splits file needs columns drug, fold_0, fold_1, … (columns are "
             f"{', '.join(map(str, table.columns[:10]))})"
