@@ -309,33 +309,27 @@ class PreparedDatasetWriter:
 
 def write_ceiling(path: Path, cell_line: str, quantiles: Sequence[float], l2: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
     """Save per-perturbation bootstrap quantiles ``(n, Q)`` of one cell line into a prepared dataset."""
-    import zarr
-
-    group = zarr.open_group(str(path), mode="r+", zarr_format=3)
-    line = group[f"cell_lines/{cell_line}"]
-    if "ceiling" in line:
-        del line["ceiling"]
-    ceiling = line.create_group("ceiling")
-    ceiling.attrs["quantiles"] = [float(q) for q in quantiles]
-    arrays = {"l2": l2, **(extra or {})}
-    for key, values in arrays.items():
-        values = np.asarray(values, dtype=np.float32)
-        ceiling.create_array(key, shape=values.shape, dtype="float32")[:] = values
+    _write_quantiles(path, cell_line, "ceiling", quantiles, {"l2": l2, **(extra or {})})
 
 
 def write_deg_ceiling(path: Path, cell_line: str, quantiles: Sequence[float], scores: dict[str, np.ndarray]) -> None:
     """Save per-fold quantiles ``(n_folds, Q)`` of the DEG noise floor (``f1``, ``recall``, ``precision``)."""
+    _write_quantiles(path, cell_line, "deg_ceiling", quantiles, scores)
+
+
+def _write_quantiles(path: Path, cell_line: str, folder: str, quantiles: Sequence[float], arrays: dict[str, np.ndarray]) -> None:
+    """Replace ``cell_lines/<cell_line>/<folder>`` with float32 ``arrays`` and their quantile levels."""
     import zarr
 
     group = zarr.open_group(str(path), mode="r+", zarr_format=3)
     line = group[f"cell_lines/{cell_line}"]
-    if "deg_ceiling" in line:
-        del line["deg_ceiling"]
-    ceiling = line.create_group("deg_ceiling")
-    ceiling.attrs["quantiles"] = [float(q) for q in quantiles]
-    for key, values in scores.items():
+    if folder in line:
+        del line[folder]
+    saved = line.create_group(folder)
+    saved.attrs["quantiles"] = [float(q) for q in quantiles]
+    for key, values in arrays.items():
         values = np.asarray(values, dtype=np.float32)
-        ceiling.create_array(key, shape=values.shape, dtype="float32", fill_value=np.nan)[:] = values
+        saved.create_array(key, shape=values.shape, dtype="float32", fill_value=np.nan)[:] = values
 
 
 def _strings(array: Any) -> np.ndarray:
