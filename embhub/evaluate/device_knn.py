@@ -19,18 +19,29 @@ from embhub.evaluate.knn import CVProjections, KnnFit, usable_grid
 from embhub.evaluate.projection import inner_kfold, scaler_scale
 
 
-def cuda_is_usable(requested: str) -> bool:
-    """Whether evaluate's kNN should run on CUDA for ``--device`` ``requested``, importing torch only when a
-    GPU can be there (an NVIDIA driver is loaded, or the user asked for CUDA)."""
+def cuda_device(requested: str) -> Any | None:
+    """The CUDA device evaluate's kNN runs on for ``--device`` ``requested``, or None for the NumPy path.
+
+    Imports torch only when a GPU can be there (an NVIDIA driver is loaded, or the user asked for CUDA). It also
+    makes the first CUDA linear-algebra call here, on the calling thread: torch loads that library lazily, and
+    a first call from several worker threads at once fails ("lazy wrapper should be called at most once",
+    pytorch/pytorch#90613).
+    """
     import os
 
     if requested in ("cpu", "mps"):
-        return False
+        return None
     if requested == "auto" and not os.path.exists("/proc/driver/nvidia/version"):
-        return False
+        return None
+    import torch
+
     from embhub.accel import pick_device
 
-    return pick_device(requested).type == "cuda"
+    device = pick_device(requested)
+    if device.type != "cuda":
+        return None
+    torch.linalg.eigh(torch.eye(2, dtype=torch.float64, device=device))
+    return device
 
 
 def _scaled_scores(torch, x: Any, rows: Any, q: int, others: list[Any]) -> list[Any]:

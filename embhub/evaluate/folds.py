@@ -11,6 +11,9 @@ from functools import cached_property
 
 import numpy as np
 
+from embhub.evaluate.metrics import Centred, RowScores, lfc_row_scores
+from embhub.evaluate.parallel import parallel_map, row_blocks
+
 
 @dataclass
 class FoldData:
@@ -66,10 +69,16 @@ class FoldData:
         return self.y_train @ self.y_train.T
 
     @cached_property
-    def test_ranks(self) -> np.ndarray:
-        from embhub.evaluate.metrics import row_ranks
+    def test_truth(self) -> Centred:
+        """Centred test responses and ranks: the true side of every store's correlations."""
+        return Centred.of(self.y_test)
 
-        return row_ranks(self.y_test)
+    def score(self, predictions: np.ndarray, workers: int = 1) -> RowScores:
+        """LFC metrics of each test row's prediction, on up to ``workers`` threads (blocks of rows)."""
+        blocks = row_blocks(len(self.test_ids), workers)
+        truth = self.test_truth
+        parts = parallel_map(lambda rows: lfc_row_scores(self.y_test[rows], predictions[rows], truth.rows(rows)), blocks, workers)
+        return RowScores.concat(parts)
 
     @cached_property
     def context_mean(self) -> np.ndarray:

@@ -16,10 +16,11 @@ scikit-learn would fail those fits); if none is left, k = that split size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-from embhub.evaluate.parallel import parallel_map
+from embhub.evaluate.parallel import parallel_map, row_blocks
 from embhub.evaluate.projection import fit_without_each, inner_kfold
 
 
@@ -39,36 +40,51 @@ def sorted_neighbours(train: np.ndarray, query: np.ndarray, k: int) -> np.ndarra
     return np.take_along_axis(candidates, order, axis=1)
 
 
-def l2_for_every_k(gram: np.ndarray, query_rows: np.ndarray, neighbour_rows: np.ndarray, k_grid: tuple[int, ...]) -> np.ndarray:
+def l2_for_every_k(gram: np.ndarray, query_rows: np.ndarray, neighbour_rows: np.ndarray, k_grid: tuple[int, ...],
+                   block: int = 128) -> np.ndarray:
     """Validation L2 ``(n_query, len(k_grid))`` of the mean-of-k-neighbours prediction, from the Gram matrix.
 
     ``query_rows`` ``(n_query,)`` and ``neighbour_rows`` ``(n_query, k_max)`` index rows of ``gram``. The
-    neighbour ranks are cut at the grid values into bands; a sparse selection of each band times K sums
-    whole rows of K (contiguous reads, not scattered ones), and the sum of K over the first k neighbours is
-    then assembled from band × band blocks of those sums, using K's symmetry.
+    sum of K over each query's first k neighbours (both sides) needs only the pairs j ≤ l of its k_max
+    neighbours (K is symmetric): they are gathered for ``block`` queries at a time, grouped by the grid
+    bands the two neighbour ranks fall in, and summed per band pair; every k is then a sum of band blocks.
     """
     n = gram.shape[0]
-    n_query = len(query_rows)
     flat = gram.ravel()
     own = flat.take(query_rows * (n + 1))
     cross = np.cumsum(flat.take(query_rows[:, None] * n + neighbour_rows), axis=1)
-    edges = [0, *sorted(set(int(k) for k in k_grid))]
-    bands = [neighbour_rows[:, start:stop] for start, stop in zip(edges[:-1], edges[1:])]
-    band_sums = [np.asarray(selection_matrix(band, n) @ gram) for band in bands]
-    rows = np.arange(n_query)[:, None]
-    among: dict[int, np.ndarray] = {}
-    running = np.zeros(n_query)
-    for j, band in enumerate(bands):
-        for i in range(j + 1):
-            block = band_sums[i][rows, band].sum(axis=1)
-            running = running + (block if i == j else 2.0 * block)
-        among[edges[j + 1]] = running
-    out = np.empty((n_query, len(k_grid)))
+    grid = sorted(set(int(k) for k in k_grid))
+    first, second, weight, starts, band_pairs = _band_pairs(tuple(grid))
+    index_type = np.int32 if n * n < 2**31 else np.int64
+    blocks = np.zeros((len(query_rows), len(grid), len(grid)))
+    for start in range(0, len(query_rows), block):
+        neighbours = neighbour_rows[start : start + block, : grid[-1]].astype(index_type)
+        offsets = neighbours * index_type(n)
+        pairs = flat.take(offsets[:, first] + neighbours[:, second])
+        pairs *= weight
+        blocks[start : start + block, band_pairs[0], band_pairs[1]] = np.add.reduceat(pairs, starts, axis=1)
+    among = np.cumsum(np.cumsum(blocks, axis=1), axis=2)
+    out = np.empty((len(query_rows), len(k_grid)))
     for column, k in enumerate(k_grid):
-        k = int(k)
-        squared = own - 2.0 * cross[:, k - 1] / k + among[k] / (k * k)
+        band = grid.index(int(k))
+        squared = own - 2.0 * cross[:, k - 1] / k + among[:, band, band] / (k * k)
         out[:, column] = np.sqrt(np.clip(squared, 0.0, None))
     return out
+
+
+@lru_cache(maxsize=8)
+def _band_pairs(grid: tuple[int, ...]):
+    """Neighbour-rank pairs j ≤ l < max(grid), ordered by (band of j, band of l) where band b holds ranks
+    grid[b−1] ≤ r < grid[b]; their weights (1 on the diagonal, 2 off it: K is symmetric); where each band
+    pair's run starts; and the band pair of each run."""
+    band = np.searchsorted(np.asarray(grid), np.arange(grid[-1]), side="right")
+    first, second = np.triu_indices(grid[-1])
+    key = band[first] * len(grid) + band[second]
+    order = np.argsort(key, kind="stable")
+    first, second, key = first[order], second[order], key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    weight = np.where(first == second, 1.0, 2.0)
+    return first, second, weight, starts, (band[first[starts]], band[second[starts]])
 
 
 def usable_grid(grid: tuple[int, ...], smallest_fit: int) -> tuple[int, ...]:
@@ -109,10 +125,17 @@ class CVProjections:
         smallest = min(len(tr) for tr, _ in index_pairs)
         q = min(n_components, x_train.shape[1], smallest)
         inner, outer = fit_without_each(x_train, [va for _, va in index_pairs], q, workers)
-        splits = []
-        for (tr, va), pca in zip(index_pairs, inner):
-            splits.append((tr, va, pca.transform(x_train[tr]), pca.transform(x_train[va])))
-        return cls(splits, outer.transform(x_train), outer.transform(x_test), q)
+        jobs = [(pca, tr, va) for (tr, va), pca in zip(index_pairs, inner)] + [(outer, None, None)]
+
+        def scores(job):
+            pca, tr, va = job
+            if tr is None:
+                return pca.transform(x_train), pca.transform(x_test)
+            return pca.transform(x_train[tr]), pca.transform(x_train[va])
+
+        *inner_scores, (train_scores, test_scores) = parallel_map(scores, jobs, workers)
+        splits = [(tr, va, a, b) for (tr, va), (a, b) in zip(index_pairs, inner_scores)]
+        return cls(splits, train_scores, test_scores, q)
 
     @property
     def smallest_fit(self) -> int:
@@ -144,28 +167,35 @@ def knn_cv_predict(
     grid = usable_grid(tuple(k_grid), projections.smallest_fit)
     k_max = max(grid)
 
-    def validation_l2(split) -> np.ndarray:
-        tr, va, train_scores, validation_scores = split
-        neighbours = sorted_neighbours(train_scores, validation_scores, k_max)
-        return l2_for_every_k(gram, train_rows[va], train_rows[tr][neighbours], grid).mean(axis=0)
+    def validation_l2_sum(task) -> np.ndarray:
+        (tr, va, train_scores, validation_scores), rows = task
+        neighbours = sorted_neighbours(train_scores, validation_scores[rows], k_max)
+        return l2_for_every_k(gram, train_rows[va[rows]], train_rows[tr][neighbours], grid).sum(axis=0)
 
-    scores = -np.mean(parallel_map(validation_l2, projections.splits, workers), axis=0)
+    pieces = 1 if workers <= 1 else 2  # halves of each split even out five splits on two threads
+    tasks = [(split, rows) for split in projections.splits for rows in row_blocks(len(split[1]), pieces)]
+    sums = np.reshape(parallel_map(validation_l2_sum, tasks, workers), (len(projections.splits), pieces, len(grid)))
+    split_means = sums.sum(axis=1) / np.array([len(va) for _, va, _, _ in projections.splits])[:, None]
+    scores = -split_means.mean(axis=0)
     best = int(np.argmax(scores))
     k = grid[best]
     neighbours = sorted_neighbours(projections.train_scores, projections.test_scores, k)
-    predictions = mean_of_neighbours(y_train[train_rows], neighbours)
+    predictions = mean_of_neighbours(y_train, train_rows[neighbours], workers)
     return KnnFit(predictions, k, {kk: float(-s) for kk, s in zip(grid, scores)})
 
 
-def mean_of_neighbours(y: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+def mean_of_neighbours(y: np.ndarray, neighbours: np.ndarray, workers: int = 1) -> np.ndarray:
     """Uniform-weight kNN prediction ``(n_query, G)``: mean of the rows ``y[neighbours[i]]``.
 
     A sparse 0/1 selection matrix times ``y`` sums each query's rows without materialising the
-    ``(n_query, k, G)`` gather; the sum is then divided by k, as the mean is.
+    ``(n_query, k, G)`` gather; the sum is then divided by k, as the mean is. Blocks of queries run on up
+    to ``workers`` threads.
     """
     if neighbours.shape[0] == 0:
         return np.zeros((0, y.shape[1]))
-    return np.asarray(selection_matrix(neighbours, y.shape[0]) @ y) / neighbours.shape[1]
+    blocks = row_blocks(len(neighbours), workers)
+    sums = parallel_map(lambda rows: np.asarray(selection_matrix(neighbours[rows], y.shape[0]) @ y), blocks, workers)
+    return np.concatenate(sums) / neighbours.shape[1]
 
 
 def selection_matrix(rows: np.ndarray, n_columns: int):

@@ -12,6 +12,8 @@ then the mean over genes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 DEG_CLASSES = (-1, 0, 1)
@@ -23,66 +25,140 @@ def l2_per_row(y: np.ndarray, y_hat: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", diff, diff))
 
 
-def _row_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    denominator = np.sqrt(np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", b, b))
-    numerator = np.einsum("ij,ij->i", a, b)
+@dataclass
+class Centred:
+    """Rows of a response matrix centred on their means, the centred row ranks, and their norms: what the
+    Pearson and Spearman correlations need of the true responses, computed once per fold for every store.
+    ``constant`` marks rows with one value across genes (their correlations are NaN)."""
+
+    values: np.ndarray
+    values_norm: np.ndarray
+    ranks: np.ndarray
+    ranks_norm: np.ndarray
+    constant: np.ndarray
+
+    @classmethod
+    def of(cls, y: np.ndarray, ranks: np.ndarray | None = None) -> "Centred":
+        y = np.asarray(y, dtype=np.float64)
+        values = y - y.mean(axis=1, keepdims=True)
+        ranks = row_ranks(y) if ranks is None else np.array(ranks, dtype=np.float64)
+        ranks -= (y.shape[1] + 1) / 2.0  # average ranks always sum to G(G+1)/2
+        return cls(values, _row_norms(values), ranks, _row_norms(ranks), _constant_rows(y))
+
+    def rows(self, selection: slice | np.ndarray) -> "Centred":
+        return Centred(self.values[selection], self.values_norm[selection], self.ranks[selection],
+                       self.ranks_norm[selection], self.constant[selection])
+
+
+@dataclass
+class RowScores:
+    """The LFC metrics of each test row, so that any subset of rows is scored by averaging, not recomputing."""
+
+    l2: np.ndarray
+    squared_error: np.ndarray
+    """Sum over genes of the squared error, per row."""
+    absolute_error: np.ndarray
+    pearson: np.ndarray
+    spearman: np.ndarray
+    n_genes: int
+
+    @classmethod
+    def concat(cls, parts: list["RowScores"]) -> "RowScores":
+        columns = ("l2", "squared_error", "absolute_error", "pearson", "spearman")
+        return cls(*(np.concatenate([getattr(p, c) for p in parts]) for c in columns), parts[0].n_genes)
+
+    def summary(self, mask: np.ndarray | None = None) -> dict[str, float]:
+        """L2, MSE, MAE, Pearson, Spearman over the rows in ``mask`` (all rows by default)."""
+        if mask is None:
+            mask = np.ones(len(self.l2), bool)
+        if not mask.any():
+            return {"L2": np.nan, "MSE": np.nan, "MAE": np.nan, "Pearson": np.nan, "Spearman": np.nan}
+        entries = int(mask.sum()) * self.n_genes
+        return {
+            "L2": float(self.l2[mask].mean()),
+            "MSE": float(self.squared_error[mask].sum() / entries),
+            "MAE": float(self.absolute_error[mask].sum() / entries),
+            "Pearson": float(np.mean(self.pearson[mask])),
+            "Spearman": float(np.mean(self.spearman[mask])),
+        }
+
+
+def lfc_row_scores(y: np.ndarray, y_hat: np.ndarray, truth: Centred | None = None) -> RowScores:
+    """Per-row LFC metrics of predictions ``y_hat`` for responses ``y`` ``(n, G)``; ``truth`` may pass
+    :meth:`Centred.of` of ``y`` (shared by every store of a fold). Ranks of constant predictions are not
+    computed: their correlations are NaN."""
+    y = np.asarray(y, dtype=np.float64)
+    y_hat = np.asarray(y_hat, dtype=np.float64)
+    if y.shape != y_hat.shape:
+        raise ValueError(f"responses {y.shape} and predictions {y_hat.shape} differ in shape")
+    truth = Centred.of(y) if truth is None else truth
+    diff = y - y_hat
+    squared = np.einsum("ij,ij->i", diff, diff)
+    absolute = np.abs(diff, out=diff).sum(axis=1)
+    constant = _constant_rows(y_hat) | truth.constant
+    centred = y_hat - y_hat.mean(axis=1, keepdims=True)
+    pearson = _correlation(truth.values, truth.values_norm, centred, constant)
+    spearman = np.full(len(y), np.nan)
+    varying = ~constant
+    if varying.any():
+        ranks = row_ranks(y_hat[varying] if not varying.all() else y_hat)
+        ranks -= (y.shape[1] + 1) / 2.0
+        spearman[varying] = _correlation(truth.ranks[varying], truth.ranks_norm[varying], ranks, np.zeros(len(ranks), bool))
+    return RowScores(np.sqrt(squared), squared, absolute, pearson, spearman, y.shape[1])
+
+
+def lfc_metrics(y: np.ndarray, y_hat: np.ndarray) -> dict[str, float]:
+    """L2, MSE, MAE, Pearson, Spearman of predictions ``(n, G)``."""
+    if np.shape(y)[0] == 0:
+        return RowScores(*(np.zeros(0) for _ in range(5)), np.shape(y)[1]).summary()
+    return lfc_row_scores(y, y_hat).summary()
+
+
+def _row_norms(x: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.einsum("ij,ij->i", x, x))
+
+
+def _correlation(a: np.ndarray, a_norm: np.ndarray, b: np.ndarray, undefined: np.ndarray) -> np.ndarray:
+    """Row correlations of centred rows ``a`` (norms ``a_norm``) and ``b``; NaN where ``undefined`` or a norm is 0."""
+    denominator = a_norm * _row_norms(b)
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = numerator / denominator
-    r[denominator == 0] = np.nan
+        r = np.einsum("ij,ij->i", a, b) / denominator
+    r[(denominator == 0) | undefined] = np.nan
     return np.clip(r, -1.0, 1.0)
 
 
 def _constant_rows(x: np.ndarray) -> np.ndarray:
-    return (x == x[:, :1]).all(axis=1)
+    return (x == x[:, :1]).all(axis=1) if x.shape[1] else np.ones(len(x), bool)
 
 
 def row_ranks(x: np.ndarray) -> np.ndarray:
     """Average ranks (ties share their mean rank) along each row, ``(n, G)`` float64.
 
-    One unstable sort per row; rows holding ties are re-ranked by scipy's ``rankdata`` (exact averages).
+    Each value becomes an order-preserving integer whose lowest bits are replaced by its column, so one
+    plain (SIMD) sort per row gives the order. Rows where two keys agree above those bits (ties, values
+    within ~2⁻³⁹ of each other) or holding NaN/inf are ranked again exactly by scipy's ``rankdata``.
     """
-    x = np.asarray(x)
+    x = np.asarray(x, dtype=np.float64)
+    n, g = x.shape
     if x.size == 0:
         return np.zeros(x.shape)
-    order = np.argsort(x, axis=1)
-    ordered = np.take_along_axis(x, order, axis=1)
+    bits = max(1, (g - 1).bit_length())
+    keys = (x + 0.0).view(np.int64)  # + 0.0 turns −0.0 into +0.0
+    keys ^= (keys >> 63) & np.int64(0x7FFFFFFFFFFFFFFF)  # negative floats: reverse their order
+    keys >>= bits
+    keys <<= bits
+    keys |= np.arange(g, dtype=np.int64)
+    keys.sort(axis=1)
+    order = keys & np.int64((1 << bits) - 1)
+    keys >>= bits
+    unsure = (keys[:, 1:] == keys[:, :-1]).any(axis=1) | ~np.isfinite(x).all(axis=1)
     ranks = np.empty(x.shape)
-    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(1.0, x.shape[1] + 1), x.shape), axis=1)
-    tied = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
-    if tied.any():
+    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(1.0, g + 1), x.shape), axis=1)
+    if unsure.any():
         from scipy.stats import rankdata
 
-        ranks[tied] = rankdata(x[tied], axis=1, method="average")
+        ranks[unsure] = rankdata(x[unsure], axis=1, method="average")
     return ranks
-
-
-def lfc_metrics(
-    y: np.ndarray, y_hat: np.ndarray, y_ranks: np.ndarray | None = None, y_hat_ranks: np.ndarray | None = None
-) -> dict[str, float]:
-    """L2, MSE, MAE, Pearson, Spearman of predictions ``(n, G)``; ``y_ranks`` / ``y_hat_ranks`` may pass
-    precomputed :func:`row_ranks` of y and of the predictions."""
-    y = np.asarray(y, dtype=np.float64)
-    y_hat = np.asarray(y_hat, dtype=np.float64)
-    if y.shape != y_hat.shape:
-        raise ValueError(f"responses {y.shape} and predictions {y_hat.shape} differ in shape")
-    if y.shape[0] == 0:
-        return {"L2": np.nan, "MSE": np.nan, "MAE": np.nan, "Pearson": np.nan, "Spearman": np.nan}
-    diff = y - y_hat
-    constant = _constant_rows(y_hat) | _constant_rows(y)
-    pearson = _row_correlation(y, y_hat)
-    pearson[constant] = np.nan
-    ranks_y = row_ranks(y) if y_ranks is None else y_ranks
-    spearman = _row_correlation(ranks_y, row_ranks(y_hat) if y_hat_ranks is None else y_hat_ranks)
-    spearman[constant] = np.nan
-    return {
-        "L2": float(np.sqrt(np.einsum("ij,ij->i", diff, diff)).mean()),
-        "MSE": float(np.mean(diff * diff)),
-        "MAE": float(np.mean(np.abs(diff))),
-        "Pearson": float(np.mean(pearson)),
-        "Spearman": float(np.mean(spearman)),
-    }
 
 
 def deg_scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:

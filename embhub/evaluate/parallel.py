@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from functools import lru_cache
 from typing import Callable, Iterable, TypeVar
+
+import numpy as np
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,8 +38,17 @@ def parallel_map(function: Callable[[T], R], items: Iterable[T], workers: int) -
     workers = min(workers, len(items))
     if workers <= 1:
         return [function(item) for item in items]
-    with _blas_controller().limit(limits=1), ThreadPoolExecutor(workers) as pool:
+    with one_blas_thread(), ThreadPoolExecutor(workers) as pool:
         return list(pool.map(function, items))
+
+
+def one_blas_thread(workers: int = 2):
+    """A context holding BLAS to one thread when ``workers`` > 1 of our threads share the cores.
+
+    Use it around a whole multi-threaded stretch, not only the parallel calls: after each call an idle
+    OpenBLAS thread keeps spinning on its core for a while, and takes that core from the next parallel step.
+    """
+    return _blas_controller().limit(limits=1) if workers > 1 else nullcontext()
 
 
 @lru_cache(maxsize=1)
@@ -45,3 +57,9 @@ def _blas_controller():
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
+
+
+def row_blocks(n: int, workers: int) -> list[slice]:
+    """``n`` rows cut into ``workers`` near-equal contiguous blocks (one block when ``workers`` ≤ 1)."""
+    edges = np.linspace(0, n, max(1, min(workers, n)) + 1).astype(int)
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embhub.evaluate.eigen import top_eigenpairs
+
 
 def standard_scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and scale ``(d,)`` of :class:`sklearn.preprocessing.StandardScaler` (population std;
@@ -75,8 +77,7 @@ def fit_without_each(
     n, d = x.shape
     if d > min(n - len(block) for block in blocks):
         subsets = [np.delete(np.arange(n), block) for block in blocks] + [np.arange(n)]
-        threads = workers  # each fit also forms its Gram matrix and basis, which overlap another's solve
-        fits = parallel_map(lambda rows: ScaledPCA.fit(x[rows], n_components), subsets, threads)
+        fits = parallel_map(lambda rows: ScaledPCA.fit(x[rows], n_components), subsets, workers)
         return fits[:-1], fits[-1]
     shift = x.mean(axis=0)
     shifted = x - shift
@@ -85,8 +86,7 @@ def fit_without_each(
     for part in parts[1:]:
         everything = everything + part
     moments = [everything - part for part in parts] + [everything]
-    threads = workers if d <= NUMPY_EIGH_LIMIT else 1  # SciPy's solver holds the GIL: threads would only wait
-    fits = parallel_map(lambda m: ScaledPCA.from_moments(m, n_components), moments, threads)
+    fits = parallel_map(lambda m: ScaledPCA.from_moments(m, n_components), moments, workers)
     return fits[:-1], fits[-1]
 
 
@@ -122,12 +122,14 @@ class ScaledPCA:
         count = moments.count
         delta = moments.total / count
         mean = moments.shift + delta
-        covariance = moments.scatter / count - np.outer(delta, delta)
-        variance = np.clip(np.diag(covariance).copy(), 0.0, None)
+        correlation = moments.scatter / count
+        correlation -= np.outer(delta, delta)
+        variance = np.clip(np.diag(correlation), 0.0, None)
         scale = scaler_scale(mean, variance, count)
-        correlation = covariance / np.outer(scale, scale)
+        correlation /= scale[:, None]
+        correlation /= scale[None, :]
         q = min(n_components, count, len(mean))
-        basis = _top_eigenvectors(correlation, q, lower=False)[1]
+        basis = top_eigenpairs(correlation, q, lower=False)[1]
         return cls(mean, scale, np.zeros(len(mean)), basis)
 
     @property
@@ -139,34 +141,11 @@ class ScaledPCA:
         return z @ self.basis
 
 
-NUMPY_EIGH_LIMIT = 768
-"""Largest matrix handed to NumPy's full eigensolver rather than SciPy's subset solver (see below)."""
-
-
-def _top_eigenvectors(symmetric: np.ndarray, q: int, lower: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Largest q eigenvalues and eigenvectors of a symmetric matrix, largest first.
-
-    Up to :data:`NUMPY_EIGH_LIMIT` rows NumPy's full solver is used: it costs about what LAPACK's subset
-    solver (MRRR, ``evr``) costs there and, unlike SciPy's LAPACK wrappers, releases the GIL, so the fits
-    of several splits or stores run on threads at once. Above it the subset solver computes only the q
-    wanted pairs, about twice as fast as the full solver at m = 1,312 (measured on 2 cores).
-    """
-    m = symmetric.shape[0]
-    if m <= NUMPY_EIGH_LIMIT or q >= m:
-        values, vectors = np.linalg.eigh(symmetric, UPLO="L" if lower else "U")
-        values, vectors = values[m - q :], vectors[:, m - q :]
-    else:
-        from scipy.linalg import eigh
-
-        values, vectors = eigh(symmetric, lower=lower, subset_by_index=[m - q, m - 1], driver="evr")
-    return values[::-1], vectors[:, ::-1]
-
-
 def _top_subspace(z: np.ndarray, q: int) -> np.ndarray:
     n, d = z.shape
     if d <= n:
-        return _top_eigenvectors(z.T @ z, q)[1]
-    values, vectors = _top_eigenvectors(z @ z.T, q)
+        return top_eigenpairs(z.T @ z, q)[1]
+    values, vectors = top_eigenpairs(z @ z.T, q)
     values = np.clip(values, np.finfo(np.float64).tiny, None)
     basis = (z.T @ vectors) / np.sqrt(values)
     return basis

@@ -22,10 +22,11 @@ from embhub.errors import InputError, StoreError
 from embhub.evaluate import results as R
 from embhub.evaluate.baselines import idealized_embeddings, most_frequent_class, random_embeddings
 from embhub.evaluate.coverage import AlignedStore, align_store, coverage_rows
+from embhub.evaluate.device_knn import cuda_device, fit_projections, knn_predict
 from embhub.evaluate.folds import FoldData
 from embhub.evaluate.knn import CVProjections, knn_cv_predict
-from embhub.evaluate.metrics import deg_scores, lfc_metrics, row_ranks
-from embhub.evaluate.parallel import parallel_map, resolve_jobs
+from embhub.evaluate.metrics import deg_scores
+from embhub.evaluate.parallel import one_blas_thread, parallel_map, resolve_jobs
 from embhub.evaluate.protocol import ProtocolSettings, settings_for
 
 ESTIMATORS = ("knn", "lasso")
@@ -87,7 +88,7 @@ def evaluate(
         if without:
             raise InputError(f"dataset '{dataset.name}' has no DEG labels for {', '.join(without)}; drop --deg or prepare them")
     settings = settings or settings_for(dataset.name, dataset.manifest)
-    context = _Context(dataset, R.manifest_id(dataset.manifest), settings, estimators, fallback, device, _knn_device(device))
+    context = _Context(dataset, R.manifest_id(dataset.manifest), settings, estimators, fallback, device, cuda_device(device))
 
     all_ids = sorted({pid for line in lines.values() for pid in line.pert_ids})
     aligned = [align_store(store, dataset, all_ids) for store in stores]
@@ -172,18 +173,14 @@ def _row(context: _Context, fold: FoldData, method: str, embedding: str, metric:
     }
 
 
-def _scored_rows(context, fold, method, embedding, predictions, covered, common, params, aligned=None, ranks=None):
+def _scored_rows(context, fold, method, embedding, predictions, covered, common, params, aligned=None, workers: int = 1):
     rows = []
-    predicted_ranks = row_ranks(predictions)
-    scores = None
+    scores = fold.score(predictions, workers)
     for subset, mask in (("all", np.ones(len(fold.test_ids), bool)), ("common", common)):
         if not mask.any():
             continue
-        if scores is None or not mask.all():
-            metric_ranks = None if ranks is None else ranks[mask]
-            scores = lfc_metrics(fold.y_test[mask], predictions[mask], metric_ranks, predicted_ranks[mask])
         n_covered = int((covered & mask).sum())
-        for metric, value in scores.items():
+        for metric, value in scores.summary(mask).items():
             rows.append(_row(context, fold, method, embedding, metric, value, int(mask.sum()), n_covered, subset, params, aligned))
     return rows
 
@@ -193,15 +190,15 @@ def _evaluate_fold(context: _Context, fold: FoldData, aligned: list[AlignedStore
     common = np.ones(len(fold.test_ids), bool)
     for a in aligned:
         common &= np.array([pid in a.vectors for pid in fold.test_ids], dtype=bool)
-    ranks = fold.test_ranks
     everything = np.ones(len(fold.test_ids), bool)
+    _ = fold.response_gram, fold.test_truth, fold.context_mean  # computed once (BLAS on every core), then shared
     rows: list[dict] = []
     tasks: list[Callable[[int], list[dict]]] = []
     if baselines:
         zeros = np.zeros_like(fold.y_test)
         mean = np.broadcast_to(fold.context_mean, fold.y_test.shape)
-        rows += _scored_rows(context, fold, "baseline", R.NO_CHANGE, zeros, everything, common, {}, ranks=ranks)
-        rows += _scored_rows(context, fold, "baseline", R.CONTEXT_MEAN, mean, everything, common, {}, ranks=ranks)
+        rows += _scored_rows(context, fold, "baseline", R.NO_CHANGE, zeros, everything, common, {}, workers=jobs)
+        rows += _scored_rows(context, fold, "baseline", R.CONTEXT_MEAN, mean, everything, common, {}, workers=jobs)
         tasks.append(lambda workers: _random_rows(context, fold, everything, common, workers))
         tasks.append(lambda workers: _idealized_rows(context, fold, everything, common, workers))
         if fold.ceiling_test is not None:
@@ -225,21 +222,11 @@ def _evaluate_fold(context: _Context, fold: FoldData, aligned: list[AlignedStore
                                settings.pca_components, {"dim": a.dim}, aligned=a, workers=workers)
 
     tasks = list(tasks) + [lambda workers, a=a: one_store(a, workers) for a in aligned]
-    _ = fold.response_gram, fold.test_ranks, fold.context_mean  # computed once, before threads share them
     inner = jobs if len(tasks) < jobs else 1
-    for task_rows in parallel_map(lambda task: task(inner), tasks, jobs):
-        rows += task_rows
+    with one_blas_thread(jobs):
+        for task_rows in parallel_map(lambda task: task(inner), tasks, jobs):
+            rows += task_rows
     return rows
-
-
-def _knn_device(device: str) -> Any:
-    from embhub.evaluate.device_knn import cuda_is_usable
-
-    if not cuda_is_usable(device):
-        return None
-    from embhub.accel import pick_device
-
-    return pick_device(device)
 
 
 def _random_rows(context: _Context, fold: FoldData, everything: np.ndarray, common: np.ndarray, workers: int) -> list[dict]:
@@ -261,8 +248,6 @@ def _estimator_rows(context, fold, embedding, x_train, x_test, train_rows, cover
                     aligned=None, workers: int = 1):
     settings = context.settings
     if context.knn_device is not None and n_components is not None:
-        from embhub.evaluate.device_knn import fit_projections
-
         projections = fit_projections(x_train, x_test, n_components, settings.inner_folds, settings.inner_seed, context.knn_device)
     else:
         projections = CVProjections.fit(x_train, x_test, n_components, settings.inner_folds, settings.inner_seed, workers)
@@ -271,8 +256,6 @@ def _estimator_rows(context, fold, embedding, x_train, x_test, train_rows, cover
     for estimator in context.estimators:
         if estimator == "knn":
             if context.knn_device is not None:
-                from embhub.evaluate.device_knn import knn_predict
-
                 fit = knn_predict(projections, fold.response_gram, train_rows, fold.y_train, settings.k_grid, context.knn_device)
             else:
                 fit = knn_cv_predict(projections, fold.response_gram, train_rows, fold.y_train, settings.k_grid, workers)
@@ -287,7 +270,7 @@ def _estimator_rows(context, fold, embedding, x_train, x_test, train_rows, cover
         predictions[covered_test] = fit.predictions
         full_params = {**params, **chosen, "pca_components": projections.n_components, "n_train": int(len(train_rows)),
                        "fallback": context.fallback, "n_fallback": int((~covered_test).sum())}
-        rows += _scored_rows(context, fold, estimator, embedding, predictions, covered_test, common, full_params, aligned, fold.test_ranks)
+        rows += _scored_rows(context, fold, estimator, embedding, predictions, covered_test, common, full_params, aligned, workers)
     return rows
 
 

@@ -46,7 +46,7 @@ def test_runner_on_the_device_path_gives_the_numpy_table(toy, stores, monkeypatc
     dataset = PreparedDataset.open(toy.path)
     chosen = [stores["wide"], stores["partial"]]
     reference = evaluate(dataset, chosen, folds=[0, 2], jobs=1, device="cpu")
-    monkeypatch.setattr(runner, "_knn_device", lambda device: CPU)
+    monkeypatch.setattr(runner, "cuda_device", lambda device: CPU)
     on_device = evaluate(dataset, chosen, folds=[0, 2], jobs=1)
     assert on_device.metadata["knn_device"] == "cpu" and reference.metadata["knn_device"] == "cpu"
     keys = ["cell_line", "fold", "method", "embedding", "metric", "subset"]
@@ -63,5 +63,5 @@ def test_no_nvidia_driver_means_no_torch_import_for_auto(monkeypatch):
     from embhub.evaluate import device_knn
 
     monkeypatch.setattr(os.path, "exists", lambda path: False)
-    assert device_knn.cuda_is_usable("auto") is False
-    assert device_knn.cuda_is_usable("cpu") is False
+    assert device_knn.cuda_device("auto") is None
+    assert device_knn.cuda_device("cpu") is None

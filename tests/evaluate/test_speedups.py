@@ -1,10 +1,14 @@
 """The fast paths against the direct computations they replace: moments-based scaler + PCA for every inner
-split, the sparse neighbour mean, and threads over stores and splits (same table as one thread)."""
+split, the GIL-free subset eigensolver, the symmetric every-k L2, the sparse neighbour mean, sort-key ranks,
+per-row metrics, and threads over stores, splits and rows (same numbers as one thread)."""
 
 import numpy as np
 import pytest
 
-from embhub.evaluate.knn import mean_of_neighbours
+from embhub.evaluate import eigen
+from embhub.evaluate.folds import FoldData
+from embhub.evaluate.knn import l2_for_every_k, mean_of_neighbours
+from embhub.evaluate.metrics import lfc_metrics, row_ranks
 from embhub.evaluate.projection import ScaledPCA, fit_without_each, inner_kfold
 from embhub.evaluate.runner import evaluate
 
@@ -38,7 +42,96 @@ def test_mean_of_neighbours_equals_the_gathered_mean():
     y = rng.normal(size=(40, 9))
     neighbours = np.stack([rng.choice(40, 7, replace=False) for _ in range(11)])
     np.testing.assert_allclose(mean_of_neighbours(y, neighbours), y[neighbours].mean(axis=1), rtol=1e-14, atol=1e-15)
+    np.testing.assert_array_equal(mean_of_neighbours(y, neighbours, workers=3), mean_of_neighbours(y, neighbours))
     assert mean_of_neighbours(y, neighbours[:0]).shape == (0, 9)
+
+
+@pytest.mark.parametrize("m", [60, eigen.SMALL + 50], ids=["numpy-full", "lapack-subset"])
+@pytest.mark.parametrize("layout", ["C", "F"])
+@pytest.mark.parametrize("lower", [True, False], ids=["lower", "upper"])
+def test_top_eigenpairs_equal_the_full_decomposition(m, layout, lower):
+    rng = np.random.default_rng(m)
+    a = rng.normal(size=(m + 30, m))
+    full = np.corrcoef(a.T)
+    expected_values, expected_vectors = np.linalg.eigh(full)
+    q = 25
+    stored = np.where(np.tril(np.ones((m, m), bool)) if lower else np.triu(np.ones((m, m), bool)), full, np.nan)
+    stored = np.asarray(stored, order=layout)  # only the named triangle holds the matrix; the other is NaN
+    values, vectors = eigen.top_eigenpairs(stored, q, lower=lower)
+    np.testing.assert_allclose(values, expected_values[::-1][:q], rtol=1e-11)
+    projector = expected_vectors[:, -q:] @ expected_vectors[:, -q:].T
+    np.testing.assert_allclose(vectors @ vectors.T, projector, atol=1e-10)
+    np.testing.assert_allclose(vectors.T @ vectors, np.eye(q), atol=1e-12)
+    assert not np.isnan(stored[np.tril_indices(m) if lower else np.triu_indices(m)]).any()  # input left readable
+
+
+def test_subset_eigensolver_is_the_gil_free_lapack_call_with_scipy_as_fallback(monkeypatch):
+    assert eigen._dsyevr() is not None  # SciPy's Cython LAPACK table is there: the GIL-free path is the one used
+    rng = np.random.default_rng(5)
+    m = eigen.SMALL + 20
+    matrix = np.cov(rng.normal(size=(m, m + 40)))
+    ours = eigen.top_eigenpairs(matrix, 12)
+    monkeypatch.setattr(eigen, "_dsyevr", lambda: None)
+    fallback = eigen.top_eigenpairs(matrix, 12)
+    np.testing.assert_allclose(ours[0], fallback[0], rtol=1e-12)
+    np.testing.assert_allclose(np.abs(ours[1].T @ fallback[1]), np.eye(12), atol=1e-9)
+
+
+def test_every_k_l2_on_an_uneven_grid_in_small_blocks():
+    rng = np.random.default_rng(6)
+    y = rng.normal(size=(60, 15))
+    gram = y @ y.T
+    queries = np.arange(9)
+    neighbours = np.stack([rng.choice(np.arange(9, 60), 37, replace=False) for _ in queries])
+    grid = (37, 2, 11, 3)
+    l2 = l2_for_every_k(gram, queries, neighbours, grid, block=4)
+    for column, k in enumerate(grid):
+        direct = np.linalg.norm(y[queries] - y[neighbours[:, :k]].mean(axis=1), axis=1)
+        np.testing.assert_allclose(l2[:, column], direct, rtol=1e-12, atol=1e-12)
+
+
+def test_row_ranks_equal_scipy_rankdata_on_ties_zeros_extremes_and_near_equal_values():
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(8, 300))
+    x[0, :40] = 0.25  # ties
+    x[1, 3], x[1, 9] = -0.0, 0.0  # equal values with different bits
+    x[2, 5] = np.nextafter(x[2, 6], np.inf)  # one ulp apart: distinct, ranked apart
+    x[3] = rng.normal(size=300) * 10.0 ** rng.integers(-300, 300, 300)  # every magnitude, both signs
+    x[4, 7], x[4, 8] = np.inf, -np.inf
+    x[5] = 3.0  # a constant row
+    np.testing.assert_array_equal(row_ranks(x), rankdata(x, axis=1, method="average"))
+    assert row_ranks(x[2:3])[0, 5] == row_ranks(x[2:3])[0, 6] + 1
+    assert row_ranks(np.zeros((0, 4))).shape == (0, 4)
+
+
+def test_fold_scores_per_row_equal_the_metrics_of_any_subset():
+    from scipy.stats import pearsonr, spearmanr
+
+    rng = np.random.default_rng(8)
+    n, genes = 24, 40
+    lfc = rng.normal(size=(n, genes))
+    fold = FoldData.from_arrays("K", 0, np.array([f"P{i}" for i in range(n)]), np.arange(n) % 2, lfc)
+    predictions = fold.y_test * 0.5 + rng.normal(size=fold.y_test.shape)
+    predictions[2] = 0.7  # constant: correlations NaN, errors still scored
+    predictions[3, :10] = predictions[3, 10]  # ties among the predicted values
+    scores = fold.score(predictions, workers=3)
+    for mask in (np.ones(len(predictions), bool), np.arange(len(predictions)) % 3 != 0, np.arange(len(predictions)) == 2):
+        y, y_hat = fold.y_test[mask], predictions[mask]
+        varying = ~(y_hat == y_hat[:, :1]).all(axis=1)
+        expected = {
+            "L2": np.linalg.norm(y - y_hat, axis=1).mean(),
+            "MSE": np.mean((y - y_hat) ** 2),
+            "MAE": np.mean(np.abs(y - y_hat)),
+            "Pearson": np.mean([pearsonr(a, b)[0] for a, b in zip(y, y_hat)]) if varying.all() else np.nan,
+            "Spearman": np.mean([spearmanr(a, b)[0] for a, b in zip(y, y_hat)]) if varying.all() else np.nan,
+        }
+        got = scores.summary(mask)
+        for metric, value in expected.items():
+            assert got[metric] == pytest.approx(value, rel=1e-12, abs=1e-14, nan_ok=True), metric
+        assert lfc_metrics(y, y_hat) == pytest.approx(got, rel=1e-12, abs=1e-14, nan_ok=True)
+    np.testing.assert_array_equal(fold.score(predictions, workers=1).l2, scores.l2)
 
 
 def _sorted_table(frame):
