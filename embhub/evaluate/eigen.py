@@ -19,15 +19,16 @@ SMALL = 400
 """Up to this many rows NumPy's full solver (which also releases the GIL) is as fast as the subset solver."""
 
 
-def top_eigenpairs(symmetric: np.ndarray, q: int, lower: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def top_eigenpairs(symmetric: np.ndarray, q: int, lower: bool = True, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The q largest eigenvalues ``(q,)`` and their eigenvectors ``(m, q)`` of a symmetric ``(m, m)`` matrix,
-    largest first. Only the ``lower`` (or upper) triangle is read."""
+    largest first. Only the ``lower`` (or upper) triangle is read; ``overwrite`` lets the solver use the
+    matrix as its workspace instead of a copy."""
     m = symmetric.shape[0]
     if m <= SMALL or q >= m:
         values, vectors = np.linalg.eigh(symmetric, UPLO="L" if lower else "U")
         values, vectors = values[m - q :], vectors[:, m - q :]
     elif (solver := _dsyevr()) is not None:
-        values, vectors = _subset_without_gil(solver, symmetric, q, lower)
+        values, vectors = _subset_without_gil(solver, symmetric, q, lower, overwrite)
     else:
         from scipy.linalg import eigh
 
@@ -35,13 +36,12 @@ def top_eigenpairs(symmetric: np.ndarray, q: int, lower: bool = True) -> tuple[n
     return values[::-1], vectors[:, ::-1]
 
 
-def _subset_without_gil(solver, symmetric: np.ndarray, q: int, lower: bool) -> tuple[np.ndarray, np.ndarray]:
+def _subset_without_gil(solver, symmetric: np.ndarray, q: int, lower: bool, overwrite: bool) -> tuple[np.ndarray, np.ndarray]:
     m = symmetric.shape[0]
     if symmetric.flags.c_contiguous and not symmetric.flags.f_contiguous:
-        a = np.array(symmetric.T, dtype=np.float64, order="F")  # the same matrix, triangles swapped in memory
+        symmetric = symmetric.T  # the same matrix, triangles swapped in memory
         lower = not lower
-    else:
-        a = np.array(symmetric, dtype=np.float64, order="F")
+    a = np.asarray(symmetric, dtype=np.float64, order="F") if overwrite else np.array(symmetric, dtype=np.float64, order="F")
     values = np.empty(m)
     vectors = np.empty((m, q), order="F")
     support = np.empty(2 * q, dtype=np.intc)

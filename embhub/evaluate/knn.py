@@ -130,8 +130,11 @@ class CVProjections:
         def scores(job):
             pca, tr, va = job
             if tr is None:
-                return pca.transform(x_train), pca.transform(x_test)
-            return pca.transform(x_train[tr]), pca.transform(x_train[va])
+                return (pca.transform(x_train) if pca.fit_scores is None else pca.fit_scores), pca.transform(x_test)
+            if pca.fit_scores is not None:
+                return pca.fit_scores, pca.transform(x_train[va])
+            every_row = pca.transform(x_train)
+            return every_row[tr], every_row[va]
 
         *inner_scores, (train_scores, test_scores) = parallel_map(scores, jobs, workers)
         splits = [(tr, va, a, b) for (tr, va), (a, b) in zip(index_pairs, inner_scores)]

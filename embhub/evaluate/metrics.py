@@ -143,17 +143,20 @@ def row_ranks(x: np.ndarray) -> np.ndarray:
     if x.size == 0:
         return np.zeros(x.shape)
     bits = max(1, (g - 1).bit_length())
+    low = np.int64((1 << bits) - 1)
     keys = (x + 0.0).view(np.int64)  # + 0.0 turns −0.0 into +0.0
-    keys ^= (keys >> 63) & np.int64(0x7FFFFFFFFFFFFFFF)  # negative floats: reverse their order
-    keys >>= bits
-    keys <<= bits
+    flip = keys >> 63
+    flip &= np.int64(0x7FFFFFFFFFFFFFFF)
+    keys ^= flip  # negative floats: reverse their order
+    keys &= ~low
     keys |= np.arange(g, dtype=np.int64)
     keys.sort(axis=1)
-    order = keys & np.int64((1 << bits) - 1)
+    order = keys & low
     keys >>= bits
     unsure = (keys[:, 1:] == keys[:, :-1]).any(axis=1) | ~np.isfinite(x).all(axis=1)
+    order += np.arange(0, n * g, g, dtype=np.int64)[:, None]
     ranks = np.empty(x.shape)
-    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(1.0, g + 1), x.shape), axis=1)
+    np.put(ranks, order, np.arange(1.0, g + 1))  # the g values repeat for every row
     if unsure.any():
         from scipy.stats import rankdata
 
