@@ -12,7 +12,7 @@ from functools import cached_property
 import numpy as np
 
 from embhub.evaluate.metrics import Centred, RowScores, lfc_row_scores
-from embhub.evaluate.parallel import parallel_map, row_blocks
+from embhub.evaluate.parallel import parallel_map
 
 
 @dataclass
@@ -73,9 +73,14 @@ class FoldData:
         """Centred test responses and ranks: the true side of every store's correlations."""
         return Centred.of(self.y_test)
 
-    def score(self, predictions: np.ndarray, workers: int = 1) -> RowScores:
-        """LFC metrics of each test row's prediction, on up to ``workers`` threads (blocks of rows)."""
-        blocks = row_blocks(len(self.test_ids), workers)
+    def score(self, predictions: np.ndarray, workers: int = 1, rows_per_block: int = 32) -> RowScores:
+        """LFC metrics of each test row's prediction, in blocks of rows on up to ``workers`` threads.
+
+        Small blocks keep each step's temporaries in cache: 410 × 6,640 took 76 ms in 32-row blocks against
+        108 ms whole, on one thread here.
+        """
+        n = len(self.test_ids)
+        blocks = [slice(start, min(start + rows_per_block, n)) for start in range(0, n, rows_per_block)] or [slice(0, 0)]
         truth = self.test_truth
         parts = parallel_map(lambda rows: lfc_row_scores(self.y_test[rows], predictions[rows], truth.rows(rows)), blocks, workers)
         return RowScores.concat(parts)
