@@ -38,10 +38,10 @@ class Centred:
     constant: np.ndarray
 
     @classmethod
-    def of(cls, y: np.ndarray, ranks: np.ndarray | None = None) -> "Centred":
+    def of(cls, y: np.ndarray) -> "Centred":
         y = np.asarray(y, dtype=np.float64)
         values = y - y.mean(axis=1, keepdims=True)
-        ranks = row_ranks(y) if ranks is None else np.array(ranks, dtype=np.float64)
+        ranks = row_ranks(y)
         ranks -= (y.shape[1] + 1) / 2.0  # average ranks always sum to G(G+1)/2
         return cls(values, _row_norms(values), ranks, _row_norms(ranks), _constant_rows(y))
 
