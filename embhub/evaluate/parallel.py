@@ -1,9 +1,10 @@
 """Threads for evaluate's independent pieces (stores, inner splits, PCA fits).
 
-NumPy's sorts and gathers, SciPy's sparse products and LAPACK's eigensolvers release the GIL, so threads
-keep every core busy without copying the fold's responses into other processes. While workers run,
-BLAS is held to one thread each: OpenBLAS threads spinning against each other on a loaded two-core
-machine were measured several times slower than one thread per worker.
+NumPy's sorts, gathers and products, SciPy's sparse products and the eigensolver of
+:mod:`embhub.evaluate.eigen` release the GIL, so threads keep every core busy without copying the fold's
+responses into other processes. While workers run, BLAS is held to one thread each: OpenBLAS threads
+spinning against each other on a loaded two-core machine were measured several times slower than one
+thread per worker.
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ def parallel_map(function: Callable[[T], R], items: Iterable[T], workers: int) -
     workers = min(workers, len(items))
     if workers <= 1:
         return [function(item) for item in items]
-    with one_blas_thread(), ThreadPoolExecutor(workers) as pool:
+    with one_blas_thread(workers), ThreadPoolExecutor(workers) as pool:
         return list(pool.map(function, items))
 
 
-def one_blas_thread(workers: int = 2):
+def one_blas_thread(workers: int):
     """A context holding BLAS to one thread when ``workers`` > 1 of our threads share the cores.
 
     Use it around a whole multi-threaded stretch, not only the parallel calls: after each call an idle
