@@ -122,7 +122,7 @@ def bootstrap_line(
     """Per-perturbation error quantiles ``(n_perts, Q)`` (keys ``l2``, ``mse``, ``mae``) for one cell line."""
     n_inner = n_inner or dataset.ceiling_inner
     n_reps = n_outer * n_inner
-    file_offsets = np.concatenate([[0], np.cumsum([f.n_cells for f in source.files])])
+    file_offsets = source.file_offsets
     groups, pooled = line_groups(source, plan, index, dataset, file_offsets[:-1])
     root = np.random.SeedSequence(seed)
     control_seed = root.spawn(1)[0]

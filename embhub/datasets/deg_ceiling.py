@@ -188,7 +188,7 @@ def deg_ceiling_line(
     if len(labelled) == 0:
         return None
     line = plan.lines[index]
-    file_offsets = np.concatenate([[0], np.cumsum([f.n_cells for f in source.files])])
+    file_offsets = source.file_offsets
     members = collect_members(source, plan, index, dataset, file_offsets[:-1])
     pooled = dataset.deg == "pooled"
     n_units = (n_trials or POOLED_TRIALS) if pooled else (n_outer or PLATE_OUTER)

@@ -147,6 +147,13 @@ class CellSource:
     ``tahoe_splits_drug.csv``); None lets embhub assign folds (:func:`embhub.datasets.prepare.assign_folds`)."""
     folds_source: str = ""
 
+    @property
+    def file_offsets(self) -> np.ndarray:
+        """``(files + 1,)``: the global number of each file's first cell, then the total number of cells."""
+        import numpy as np
+
+        return np.concatenate([[0], np.cumsum([f.n_cells for f in self.files])])
+
 
 class Dataset:
     """A perturbation screen recipe. Subclasses set the metadata and implement :meth:`read`.

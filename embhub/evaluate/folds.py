@@ -12,7 +12,7 @@ from functools import cached_property
 import numpy as np
 
 from embhub.evaluate.metrics import Centred, RowScores, lfc_row_scores
-from embhub.evaluate.parallel import parallel_map
+from embhub.evaluate.parallel import parallel_map, row_blocks
 
 
 @dataclass
@@ -80,7 +80,7 @@ class FoldData:
         108 ms whole, on one thread here.
         """
         n = len(self.test_ids)
-        blocks = [slice(start, min(start + rows_per_block, n)) for start in range(0, n, rows_per_block)] or [slice(0, 0)]
+        blocks = row_blocks(n, -(-n // rows_per_block))
         truth = self.test_truth
         parts = parallel_map(lambda rows: lfc_row_scores(self.y_test[rows], predictions[rows], truth.rows(rows)), blocks, workers)
         return RowScores.concat(parts)

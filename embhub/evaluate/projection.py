@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embhub.evaluate.eigen import top_eigenpairs
+from embhub.evaluate.parallel import parallel_map
 
 
 def standard_scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,8 +71,6 @@ def fit_without_each(
 ) -> tuple[list[ScaledPCA], ScaledPCA]:
     """Scaler + PCA fitted on ``x`` without each of the disjoint row ``blocks`` (which cover every row), and
     on all of ``x`` (last). Same results as :meth:`ScaledPCA.fit` on each subset, to rounding."""
-    from embhub.evaluate.parallel import parallel_map
-
     x = np.asarray(x, dtype=np.float64)
     n, d = x.shape
     if d > min(n - len(block) for block in blocks):

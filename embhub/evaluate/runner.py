@@ -221,7 +221,7 @@ def _evaluate_fold(context: _Context, fold: FoldData, aligned: list[AlignedStore
         return _estimator_rows(context, fold, a.name, x_train, x_test, np.flatnonzero(covered_train), covered_test, common,
                                settings.pca_components, {"dim": a.dim}, aligned=a, workers=workers)
 
-    tasks = list(tasks) + [lambda workers, a=a: one_store(a, workers) for a in aligned]
+    tasks += [lambda workers, a=a: one_store(a, workers) for a in aligned]
     inner = jobs if len(tasks) < jobs else 1
     with one_blas_thread(jobs):
         for task_rows in parallel_map(lambda task: task(inner), tasks, jobs):
