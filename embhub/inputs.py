@@ -1,13 +1,16 @@
 """Reading the list of things to embed: a CSV/TSV table with an id and a value column, or a plain list.
 
 A plain list has one value per line (blank lines and ``#`` comments skipped); an optional second
-whitespace-separated field is the id, as in ``.smi`` files. Ids must be unique: a duplicate is an
+whitespace-separated field is the id, as in ``.smi`` files. Either may be gzip-compressed (``.csv.gz``,
+``.smi.gz``, …), as public compound and gene tables often are. Ids must be unique: a duplicate is an
 error naming both rows, never a silently dropped row.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -27,14 +30,18 @@ def read_items(
     path = Path(path)
     if not path.exists():
         raise InputError(f"input file {path} does not exist")
-    delimiter = TABLE_SUFFIXES.get(path.suffix.lower())
+    compressed = path.suffix.lower() == ".gz"
+    delimiter = TABLE_SUFFIXES.get((path.with_suffix("") if compressed else path).suffix.lower())
     try:
         if delimiter:
-            items = _read_table(path, delimiter, value_columns, id_column, value_column)
+            items = _read_table(path, compressed, delimiter, value_columns, id_column, value_column)
         else:
-            items = _read_list(path)
+            items = _read_list(path, compressed)
     except UnicodeDecodeError:
-        raise InputError(f"input file {path} is not UTF-8 text") from None
+        raise InputError(f"input file {path} is not UTF-8 text"
+                         + ("" if compressed else " (a compressed file needs the .gz suffix)")) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise InputError(f"input file {path} is not a complete gzip file ({error}); re-download or decompress it") from None
     if not items:
         raise InputError(f"input file {path} holds no items; give at least one")
     check_unique_ids(items, str(path))
@@ -60,9 +67,17 @@ def check_unique_ids(items: Sequence[Item], source: str) -> None:
         first_row[item.input_id] = item.row
 
 
-def _read_list(path: Path) -> list[Item]:
+def _open_text(path: Path, compressed: bool):
+    if compressed:
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return path.open(encoding="utf-8", newline="")
+
+
+def _read_list(path: Path, compressed: bool) -> list[Item]:
     items = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    with _open_text(path, compressed) as handle:
+        text = handle.read()
+    for number, line in enumerate(text.splitlines(), start=1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -74,9 +89,10 @@ def _read_list(path: Path) -> list[Item]:
 
 
 def _read_table(
-    path: Path, delimiter: str, value_columns: Sequence[str], id_column: str | None, value_column: str | None
+    path: Path, compressed: bool, delimiter: str, value_columns: Sequence[str], id_column: str | None,
+    value_column: str | None,
 ) -> list[Item]:
-    with path.open(newline="") as handle:
+    with _open_text(path, compressed) as handle:
         reader = csv.reader(handle, delimiter=delimiter)
         header = next(reader, None)
         if header is None:

@@ -19,7 +19,7 @@ from embhub.registry import load_registry, parse_overrides
 def extract_command(
     model: str = typer.Option(..., "--model", "-m", help="Model name from the registry (see 'embhub models')."),
     input: Optional[Path] = typer.Option(
-        None, "--input", "-i", help="CSV/TSV table or plain list of items; optional for models with default inputs."
+        None, "--input", "-i", help="CSV/TSV table or plain list of items (gzip-compressed with a .gz suffix too); optional for models with default inputs."
     ),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Store path (default: under $EMBHUB_HOME/stores)."),
     id_column: Optional[str] = typer.Option(None, help="Column of the input table holding your ids."),

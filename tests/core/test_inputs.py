@@ -1,0 +1,45 @@
+"""Input tables and lists, plain or gzip-compressed, read into the same items; broken files are one line."""
+
+import gzip
+
+import pytest
+
+from embhub.errors import InputError
+from embhub.inputs import read_items
+
+TABLE = "drug,smiles\naspirin,CC(=O)Oc1ccccc1C(=O)O\n\ncaffeine,Cn1cnc2c1c(=O)n(C)c(=O)n2C\n"
+LIST = "# sciplex subset\nCC(=O)Oc1ccccc1C(=O)O aspirin\nCn1cnc2c1c(=O)n(C)c(=O)n2C caffeine\n"
+EXPECTED = [("aspirin", "CC(=O)Oc1ccccc1C(=O)O"), ("caffeine", "Cn1cnc2c1c(=O)n(C)c(=O)n2C")]
+
+
+def _pairs(items):
+    return [(item.input_id, item.value) for item in items]
+
+
+@pytest.mark.parametrize("name, text", [("drugs.csv", TABLE), ("drugs.tsv", TABLE.replace(",", "\t")), ("drugs.smi", LIST)])
+def test_plain_and_gzip_inputs_give_the_same_items(tmp_path, name, text):
+    plain = tmp_path / name
+    plain.write_text(text, encoding="utf-8")
+    packed = tmp_path / f"{name}.gz"
+    packed.write_bytes(gzip.compress(text.encode("utf-8")))
+    read_plain = read_items(plain, ("smiles",))
+    assert _pairs(read_plain) == EXPECTED
+    read_packed = read_items(packed, ("smiles",))
+    assert _pairs(read_packed) == EXPECTED
+    assert [item.row for item in read_packed] == [item.row for item in read_plain]
+
+
+def test_a_compressed_table_without_the_gz_suffix_is_one_line_naming_the_fix(tmp_path):
+    path = tmp_path / "drugs.csv"
+    path.write_bytes(gzip.compress(TABLE.encode("utf-8")))
+    with pytest.raises(InputError, match=r"drugs\.csv is not UTF-8 text \(a compressed file needs the \.gz suffix\)"):
+        read_items(path, ("smiles",))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not-gzip"])
+def test_a_broken_gzip_input_is_one_line(tmp_path, damage):
+    packed = gzip.compress((TABLE * 50).encode("utf-8"))
+    path = tmp_path / "drugs.csv.gz"
+    path.write_bytes(packed[: len(packed) // 2] if damage == "truncated" else TABLE.encode("utf-8"))
+    with pytest.raises(InputError, match=r"drugs\.csv\.gz is not a complete gzip file .*re-download or decompress it"):
+        read_items(path, ("smiles",))
