@@ -92,7 +92,10 @@ def done_batches(out):
 
 
 def start_and_interrupt(numbers, out, env, sig):
-    process = subprocess.Popen(command(numbers, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a test run started in the background of a non-interactive shell inherits SIGINT ignored; a user's
+    # terminal delivers it, so the child gets the default disposition back
+    process = subprocess.Popen(command(numbers, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while done_batches(out) < 3:
         assert process.poll() is None, process.communicate()
@@ -153,7 +156,7 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(numbers, tmp_path, env, ref
 def test_ctrl_c_exits_cleanly_and_resumes(numbers, tmp_path, env, reference):
     out = tmp_path / "interrupted.zarr"
     code, _, stderr = start_and_interrupt(numbers, out, env, signal.SIGINT)
-    assert code == 130
+    assert code == 130, f"exit {code} after {done_batches(out)} of {N_ITEMS // BATCH} batches: {stderr}"
     assert "interrupted" in stderr and "resume" in stderr and "Traceback" not in stderr
     rerun = subprocess.run(command(numbers, out), env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
