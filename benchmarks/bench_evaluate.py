@@ -9,7 +9,9 @@ For one store × (cell line, fold) it times
 - the baseline: ``GridSearchCV(Pipeline([StandardScaler(), PCA(100, svd_solver="full"), KNeighborsRegressor()]),
   k ∈ {20..100}, KFold(5, shuffle=True, random_state=42), scoring −mean L2)`` plus the same metrics,
 
-checks that both select the same k and give the same predictions (max |Δ|), prints the ratio, and the
+checks that both select the same k and give the same predictions (max |Δ|), prints the ratio, the time of
+the six exact eigensolves a store × fold needs (five inner splits and the refit, each of size min(rows, d))
+run alone on the same threads — a floor for any exact implementation of the protocol — and the
 time of the study's Essential kNN sweep shape (33 stores × 4 cell lines × 5 folds): measured on one
 (cell line, fold) with all 33 stores and multiplied by 20, or run in full with ``--full-sweep``.
 
@@ -27,10 +29,12 @@ import time
 
 import numpy as np
 
+from embhub.evaluate.eigen import top_eigenpairs
 from embhub.evaluate.folds import FoldData
 from embhub.evaluate.knn import CVProjections, knn_cv_predict
 from embhub.evaluate.metrics import lfc_metrics
 from embhub.evaluate.parallel import available_cores, one_blas_thread, parallel_map
+from embhub.evaluate.projection import inner_kfold
 from embhub.evaluate.protocol import K_GRID
 
 
@@ -63,6 +67,24 @@ def embhub_store_fold(fold: FoldData, x: np.ndarray, folds: np.ndarray, k_grid=K
         projections = CVProjections.fit(x[~test], x[test], 100, 5, 42, workers)
         fit = knn_cv_predict(projections, fold.response_gram, np.arange(len(fold.train_ids)), fold.y_train, k_grid, workers)
         return fit, fold.score(fit.predictions, workers).summary()
+
+
+def eigensolve_floor(n_train: int, dim: int, workers: int) -> float:
+    """Seconds for the top-100 eigenpairs of six random symmetric matrices of the sizes one store × fold
+    solves (the refit first, as embhub queues it), best of 3, on ``workers`` threads."""
+    sizes = [n_train] + [len(train) for train, _ in inner_kfold(n_train, 5, 42)]
+    rng = np.random.default_rng(0)
+    matrices = []
+    for rows in sizes:
+        a = rng.normal(size=(min(rows, dim), min(rows, dim) + 64))
+        matrices.append(a @ a.T)
+    best = np.inf
+    with one_blas_thread(workers):
+        for _ in range(3):
+            start = time.perf_counter()
+            parallel_map(lambda m: top_eigenpairs(m, min(100, len(m))), matrices, workers)
+            best = min(best, time.perf_counter() - start)
+    return best
 
 
 def sklearn_store_fold(fold: FoldData, x: np.ndarray, folds: np.ndarray, k_grid=K_GRID):
@@ -127,6 +149,9 @@ def main() -> None:
             fit, ours = embhub_store_fold(fold, x, folds, workers=args.workers, device=device)
             ours_time = min(ours_time, time.perf_counter() - start)
         line = f"d={dim:5d}: embhub {ours_time:.3f} s per store × fold, best of 3 (k={fit.k}, L2 {ours['L2']:.6f})"
+        if device is None:
+            floor = eigensolve_floor(int((folds != 0).sum()), dim, args.workers)
+            line += f" | its six exact eigensolves alone {floor:.3f} s ({floor / ours_time:.0%})"
         if not args.skip_sklearn:
             start = time.perf_counter()
             k, predictions, theirs = sklearn_store_fold(fold, x, folds)

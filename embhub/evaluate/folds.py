@@ -12,7 +12,7 @@ from functools import cached_property
 import numpy as np
 
 from embhub.evaluate.metrics import Centred, RowScores, lfc_row_scores
-from embhub.evaluate.parallel import parallel_map, row_blocks
+from embhub.evaluate.parallel import available_cores, parallel_map, row_blocks
 
 
 @dataclass
@@ -65,13 +65,25 @@ class FoldData:
 
     @cached_property
     def response_gram(self) -> np.ndarray:
-        """``y_train y_trainᵀ`` ``(n_train, n_train)``: every kNN L2 in the inner CV comes from it."""
+        """``y_train y_trainᵀ`` ``(n_train, n_train)``: every kNN L2 in the inner CV comes from it. Read from
+        :attr:`all_response_gram` when that has been computed."""
+        if "all_response_gram" in self.__dict__:
+            n = len(self.train_ids)
+            return np.ascontiguousarray(self.all_response_gram[:n, :n])
         return self.y_train @ self.y_train.T
 
     @cached_property
+    def all_response_gram(self) -> np.ndarray:
+        """The Gram matrix of the training then the test responses ``(n, n)``, for the idealized control."""
+        y = np.vstack([self.y_train, self.y_test])
+        return y @ y.T
+
+    @cached_property
     def test_truth(self) -> Centred:
-        """Centred test responses and ranks: the true side of every store's correlations."""
-        return Centred.of(self.y_test)
+        """Centred test responses and ranks: the true side of every store's correlations (row blocks on every
+        available core: it is computed once per fold, before the stores' threads start)."""
+        blocks = row_blocks(len(self.y_test), available_cores())
+        return Centred.concat(parallel_map(lambda rows: Centred.of(self.y_test[rows]), blocks, available_cores()))
 
     def score(self, predictions: np.ndarray, workers: int = 1, rows_per_block: int = 32) -> RowScores:
         """LFC metrics of each test row's prediction, in blocks of rows on up to ``workers`` threads.

@@ -45,6 +45,11 @@ class Centred:
         ranks -= (y.shape[1] + 1) / 2.0  # average ranks always sum to G(G+1)/2
         return cls(values, _row_norms(values), ranks, _row_norms(ranks), _constant_rows(y))
 
+    @classmethod
+    def concat(cls, parts: list["Centred"]) -> "Centred":
+        fields = ("values", "values_norm", "ranks", "ranks_norm", "constant")
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
+
     def rows(self, selection: slice | np.ndarray) -> "Centred":
         return Centred(self.values[selection], self.values_norm[selection], self.ranks[selection],
                        self.ranks_norm[selection], self.constant[selection])

@@ -10,6 +10,8 @@ thread per worker.
 from __future__ import annotations
 
 import os
+import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from functools import lru_cache
@@ -41,6 +43,69 @@ def parallel_map(function: Callable[[T], R], items: Iterable[T], workers: int) -
         return [function(item) for item in items]
     with one_blas_thread(workers), ThreadPoolExecutor(workers) as pool:
         return list(pool.map(function, items))
+
+
+def pipeline_map(stages: list[Callable], items: Iterable, workers: int) -> list:
+    """``[stages[-1](…stages[0](item)) for item in items]``, on up to ``workers`` threads, results in item order.
+
+    An item's next stage is queued as soon as its previous one ends, and worker i takes stage i mod
+    len(stages) first (the oldest queued task of it), other stages only when it has none: different stages
+    run side by side, e.g. a compute-bound Gram product beside a memory-bound eigensolve, which share two
+    cores better than two eigensolves do. The first exception is raised.
+    """
+    items = list(items)
+    workers = min(workers, len(items))
+    if workers <= 1:
+        results = []
+        for value in items:
+            for stage in stages:
+                value = stage(value)
+            results.append(value)
+        return results
+    queued: list[deque] = [deque() for _ in stages]
+    queued[0].extend(enumerate(items))
+    results: list = [None] * len(items)
+    failures: list[BaseException] = []
+    remaining = [len(items)]
+    ready = threading.Condition()
+
+    def next_task(preferred: int):
+        with ready:
+            while True:
+                if failures or remaining[0] == 0:
+                    return None
+                for stage in [preferred] + [s for s in range(len(stages)) if s != preferred]:
+                    if queued[stage]:
+                        return stage, *queued[stage].popleft()
+                ready.wait()
+
+    def work(preferred: int) -> None:
+        while (task := next_task(preferred)) is not None:
+            stage, index, value = task
+            try:
+                value = stages[stage](value)
+            except BaseException as error:  # noqa: BLE001 (re-raised on the calling thread)
+                with ready:
+                    failures.append(error)
+                    ready.notify_all()
+                return
+            with ready:
+                if stage + 1 < len(stages):
+                    queued[stage + 1].append((index, value))
+                else:
+                    results[index] = value
+                    remaining[0] -= 1
+                ready.notify_all()
+
+    with one_blas_thread(workers):
+        threads = [threading.Thread(target=work, args=(i % len(stages),), daemon=True) for i in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if failures:
+        raise failures[0]
+    return results
 
 
 def one_blas_thread(workers: int):

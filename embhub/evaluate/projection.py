@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embhub.evaluate.eigen import top_eigenpairs
-from embhub.evaluate.parallel import parallel_map
+from embhub.evaluate.parallel import parallel_map, pipeline_map
 
 
 def standard_scaler(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,12 +73,10 @@ def fit_without_each(
     on all of ``x`` (last). Same results as :meth:`ScaledPCA.fit` on each subset, to rounding."""
     x = np.asarray(x, dtype=np.float64)
     n, d = x.shape
-    if d > min(n - len(block) for block in blocks):
-        subsets = [np.delete(np.arange(n), block) for block in blocks] + [np.arange(n)]
-        fits = parallel_map(lambda rows: ScaledPCA.fit(x[rows], n_components), subsets, workers)
-        return fits[:-1], fits[-1]
     shift = x.mean(axis=0)
     shifted = x - shift
+    if d > min(n - len(block) for block in blocks):
+        return _fit_wide(shifted, shift, blocks, n_components, workers)
     parts = parallel_map(lambda block: Moments.of(shifted[block], shift), blocks, workers)
     everything = parts[0]
     for part in parts[1:]:
@@ -86,6 +84,55 @@ def fit_without_each(
     moments = [everything - part for part in parts] + [everything]
     fits = parallel_map(lambda m: ScaledPCA.from_moments(m, n_components), moments, workers)
     return fits[:-1], fits[-1]
+
+
+def _fit_wide(shifted: np.ndarray, shift: np.ndarray, blocks: list[np.ndarray], n_components: int,
+              workers: int) -> tuple[list[ScaledPCA], ScaledPCA]:
+    """:func:`fit_without_each` where a training split has fewer rows than features, so each fit
+    eigendecomposes its own product matrix (the Gram matrix, or the scatter matrix where that is smaller).
+    Every split's scaler comes from per-block column sums; the largest fit (all rows) is queued first and
+    each fit's eigensolve as soon as its product is ready (:func:`pipeline_map`)."""
+    n, d = shifted.shape
+
+    def column_sums(block):
+        rows = shifted[block]
+        return rows.sum(axis=0), np.einsum("ij,ij->j", rows, rows)
+
+    sums = parallel_map(column_sums, blocks, workers)
+    total, squares = sum(s for s, _ in sums), sum(q for _, q in sums)
+    everything = np.ones(n, dtype=bool)
+    jobs = [(everything, total, squares)]
+    for block, (block_total, block_squares) in zip(blocks, sums):
+        keep = everything.copy()
+        keep[block] = False
+        jobs.append((keep, total - block_total, squares - block_squares))
+
+    def product(job):
+        keep, column_total, column_squares = job
+        count = int(keep.sum())
+        delta = column_total / count
+        variance = np.clip(column_squares / count - delta * delta, 0.0, None)
+        scale = scaler_scale(shift + delta, variance, count)
+        z = shifted[keep]  # a copy
+        z -= delta
+        z /= scale
+        return keep, delta, scale, (z.T @ z if d <= count else z @ z.T)
+
+    def solve(state):
+        keep, delta, scale, matrix = state
+        q = min(n_components, len(matrix))
+        values, vectors = top_eigenpairs(matrix, q, overwrite=True)
+        if len(matrix) == d:
+            return ScaledPCA(shift + delta, scale, np.zeros(d), vectors)
+        roots = np.sqrt(np.clip(values, np.finfo(np.float64).tiny, None))
+        every_row = np.zeros((n, q))
+        every_row[keep] = vectors
+        # Zᵀ V / √λ with Z = (shifted rows − delta) / scale, without Z: V ⊥ 1 (Z's rows are centred), so delta drops out
+        basis = (shifted.T @ every_row) / scale[:, None] / roots
+        return ScaledPCA(shift + delta, scale, np.zeros(d), basis, vectors * roots)
+
+    outer, *inner = pipeline_map([product, solve], jobs, workers)
+    return inner, outer
 
 
 @dataclass
@@ -156,7 +203,21 @@ def _top_subspace(z: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray | None]
 def pca_scores(x: np.ndarray, n_components: int) -> np.ndarray:
     """``PCA(n_components).fit_transform(x)`` up to the basis: scores ``(n, q)`` of the centred rows."""
     x = np.asarray(x, dtype=np.float64)
-    return ScaledPCA.fit(x, n_components, standardise=False).transform(x)
+    pca = ScaledPCA.fit(x, n_components, standardise=False)
+    return pca.fit_scores if pca.fit_scores is not None else pca.transform(x)
+
+
+def gram_pca_scores(gram: np.ndarray, n_components: int) -> np.ndarray:
+    """:func:`pca_scores` of rows given only by their Gram matrix ``X Xᵀ`` ``(n, n)`` (uncentred): the
+    doubly centred Gram is the centred rows' Gram, and its top eigenpairs give the scores ``V √λ``."""
+    gram = np.asarray(gram, dtype=np.float64)
+    row_means = gram.mean(axis=1)
+    centred = gram - row_means[:, None]
+    centred -= row_means[None, :]
+    centred += row_means.mean()
+    q = min(n_components, len(gram))
+    values, vectors = top_eigenpairs(centred, q, overwrite=True)
+    return vectors * np.sqrt(np.clip(values, 0.0, None))
 
 
 def inner_kfold(n: int, n_splits: int, seed: int | None) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -20,7 +20,12 @@ import pandas as pd
 
 from embhub.errors import InputError, StoreError
 from embhub.evaluate import results as R
-from embhub.evaluate.baselines import idealized_embeddings, most_frequent_class, random_embeddings
+from embhub.evaluate.baselines import (
+    idealized_embeddings,
+    idealized_embeddings_from_gram,
+    most_frequent_class,
+    random_embeddings,
+)
 from embhub.evaluate.coverage import AlignedStore, align_store, coverage_rows
 from embhub.evaluate.device_knn import cuda_device, fit_projections, knn_predict
 from embhub.evaluate.folds import FoldData
@@ -191,6 +196,8 @@ def _evaluate_fold(context: _Context, fold: FoldData, aligned: list[AlignedStore
     for a in aligned:
         common &= np.array([pid in a.vectors for pid in fold.test_ids], dtype=bool)
     everything = np.ones(len(fold.test_ids), bool)
+    if baselines:
+        _ = fold.all_response_gram  # the idealized control's Gram; response_gram is its training block
     _ = fold.response_gram, fold.test_truth, fold.context_mean  # computed once (BLAS on every core), then shared
     rows: list[dict] = []
     tasks: list[Callable[[int], list[dict]]] = []
@@ -239,7 +246,7 @@ def _random_rows(context: _Context, fold: FoldData, everything: np.ndarray, comm
 
 def _idealized_rows(context: _Context, fold: FoldData, everything: np.ndarray, common: np.ndarray, workers: int) -> list[dict]:
     n_ideal = min(context.settings.pca_components, len(fold.train_ids) + len(fold.test_ids), fold.y_train.shape[1])
-    x_train, x_test = idealized_embeddings(fold.y_train, fold.y_test, n_ideal)
+    x_train, x_test = idealized_embeddings_from_gram(fold.all_response_gram, len(fold.train_ids), n_ideal)
     return _estimator_rows(context, fold, R.IDEALIZED, x_train, x_test, np.arange(len(fold.train_ids)), everything, common,
                            None, {"pca_of_responses": n_ideal, "leaks_test_labels": True}, workers=workers)
 

@@ -8,8 +8,9 @@ import pytest
 from embhub.evaluate import eigen
 from embhub.evaluate.folds import FoldData
 from embhub.evaluate.knn import l2_for_every_k, mean_of_neighbours
-from embhub.evaluate.metrics import lfc_metrics, row_ranks
-from embhub.evaluate.projection import ScaledPCA, fit_without_each, inner_kfold
+from embhub.evaluate.metrics import Centred, lfc_metrics, row_ranks
+from embhub.evaluate.parallel import pipeline_map
+from embhub.evaluate.projection import ScaledPCA, fit_without_each, gram_pca_scores, inner_kfold, pca_scores
 from embhub.evaluate.runner import evaluate
 
 
@@ -21,7 +22,7 @@ def _assert_same_projection(a: ScaledPCA, b: ScaledPCA, rows: np.ndarray) -> Non
     np.testing.assert_allclose(ours @ ours.T, direct @ direct.T, atol=1e-8)
 
 
-@pytest.mark.parametrize("shape", [(120, 30), (60, 90)], ids=["scatter", "gram"])
+@pytest.mark.parametrize("shape", [(120, 30), (60, 90), (60, 55)], ids=["scatter", "gram", "gram-inner-scatter-outer"])
 def test_fit_without_each_equals_fitting_each_training_split(shape):
     rng = np.random.default_rng(3)
     x = rng.normal(size=shape) @ rng.normal(size=(shape[1], shape[1])) * rng.uniform(0.1, 5, shape[1]) + 40.0
@@ -35,6 +36,61 @@ def test_fit_without_each_equals_fitting_each_training_split(shape):
     threaded_inner, threaded_outer = fit_without_each(x, blocks, 10, workers=2)
     for a, b in zip(inner + [outer], threaded_inner + [threaded_outer]):
         np.testing.assert_array_equal(a.transform(held_out), b.transform(held_out))
+
+
+@pytest.mark.parametrize("shape", [(80, 300), (300, 40)], ids=["wide", "tall"])
+def test_pca_scores_from_rows_or_from_their_gram_equal_sklearn(shape):
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=shape) @ rng.normal(size=(shape[1], shape[1])) + rng.normal(scale=3.0, size=shape[1])
+    q = 25
+    expected = PCA(q, svd_solver="full").fit_transform(x)
+    for scores in (pca_scores(x, q), gram_pca_scores(x @ x.T, q)):
+        assert scores.shape == expected.shape
+        np.testing.assert_allclose(scores @ scores.T, expected @ expected.T, atol=1e-8 * np.abs(expected).max() ** 2)
+        np.testing.assert_allclose(np.abs(scores), np.abs(expected), atol=1e-8 * np.abs(expected).max())
+
+
+def test_all_response_gram_holds_the_response_gram_and_the_truth_is_the_same_in_blocks():
+    rng = np.random.default_rng(6)
+    pert_ids = np.array([f"P{i}" for i in range(50)])
+    lfc = rng.normal(size=(50, 30))
+    folds = np.arange(50) % 5
+    plain = FoldData.from_arrays("K-562", 2, pert_ids, folds, lfc)
+    shared = FoldData.from_arrays("K-562", 2, pert_ids, folds, lfc)
+    y = np.vstack([shared.y_train, shared.y_test])
+    np.testing.assert_allclose(shared.all_response_gram, y @ y.T, rtol=1e-12)
+    np.testing.assert_allclose(shared.response_gram, plain.response_gram, rtol=1e-12)
+    assert shared.response_gram.flags.c_contiguous
+    whole = Centred.of(plain.y_test)
+    for field in ("values", "values_norm", "ranks", "ranks_norm", "constant"):
+        np.testing.assert_array_equal(getattr(plain.test_truth, field), getattr(whole, field))
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_pipeline_map_runs_every_stage_in_order_and_raises_the_first_failure(workers):
+    seen = []
+
+    def double(value):
+        seen.append(("double", value))
+        return 2 * value
+
+    def label(value):
+        seen.append(("label", value))
+        return f"<{value}>"
+
+    assert pipeline_map([double, label], range(7), workers) == [f"<{2 * i}>" for i in range(7)]
+    assert sorted(seen) == sorted([("double", i) for i in range(7)] + [("label", 2 * i) for i in range(7)])
+    assert pipeline_map([double], [], workers) == []
+
+    def fail_on_three(value):
+        if value == 3:
+            raise ValueError("item 3")
+        return value
+
+    with pytest.raises(ValueError, match="item 3"):
+        pipeline_map([fail_on_three, label], range(7), workers)
 
 
 def test_mean_of_neighbours_equals_the_gathered_mean():
