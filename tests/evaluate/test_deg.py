@@ -53,6 +53,38 @@ def test_logistic_model_matches_sklearn_balanced_multinomial():
     np.testing.assert_array_equal(predict_classes(weights, bias, x), np.argmax(ours, axis=2) - 1)
 
 
+def test_loss_and_gradient_equal_autograd_of_the_study_formulation():
+    """The study's closure (``nn.Linear`` logits viewed ``(n, G, 3)``, log-softmax, balanced weighted mean per
+    gene, mean over genes, ‖W‖²/C) differentiated by autograd, against the class-major closed form."""
+    import torch
+
+    from embhub.evaluate.deg import _class_major, _gene_major, _loss_and_gradient
+
+    rng = np.random.default_rng(1)
+    n, d, n_genes, c = 40, 5, 7, 30.0
+    x = torch.as_tensor(rng.normal(size=(n, d)))
+    labels = rng.choice([-1, 0, 1], size=(n, n_genes), p=[0.2, 0.6, 0.2])
+    labels[:, 3] = np.where(labels[:, 3] == 1, 0, labels[:, 3])  # a gene without class +1
+    y = torch.as_tensor(labels + 1)
+    weight = torch.as_tensor(rng.normal(size=(3 * n_genes, d)), dtype=torch.float64).requires_grad_()
+    bias = torch.as_tensor(rng.normal(size=3 * n_genes), dtype=torch.float64).requires_grad_()
+    counts = torch.stack([(y == k).sum(dim=0) for k in range(3)], dim=1).double()
+    class_weights = torch.where(counts > 0, n / (3.0 * counts.clamp(min=1)), torch.zeros_like(counts))
+    sample_weights = torch.gather(class_weights.T, 0, y)
+    nll = -torch.log_softmax((x @ weight.T + bias).view(n, n_genes, 3), dim=2).gather(2, y.unsqueeze(2)).squeeze(2)
+    expected = ((sample_weights * nll).sum(dim=0) / sample_weights.sum(dim=0)).mean() + (weight**2).sum() / c
+    expected.backward()
+
+    scale = sample_weights / (sample_weights.sum(dim=0) * n_genes)
+    targets = torch.stack([torch.where(y == k, scale, 0.0) for k in range(3)], dim=1)
+    parameters = _class_major(torch.cat([weight.detach(), bias.detach()[:, None]], dim=1), n_genes)
+    loss, gradient = _loss_and_gradient(parameters, torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], dim=1), targets, c)
+    assert float(loss) == pytest.approx(float(expected.detach()), rel=1e-12)
+    gradient = _gene_major(gradient, n_genes).numpy()
+    np.testing.assert_allclose(gradient[:, :-1], weight.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gradient[:, -1], bias.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
 def test_deg_evaluation_rows(toy, stores):
     settings = ProtocolSettings(c_grid=(1e3,))
     evaluation = evaluate(PreparedDataset.open(toy.path), [stores["wide"], stores["partial"]], cell_lines=["K-562"],
