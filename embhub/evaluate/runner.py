@@ -199,6 +199,8 @@ def _evaluate_fold(context: _Context, fold: FoldData, aligned: list[AlignedStore
     if baselines:
         _ = fold.all_response_gram  # the idealized control's Gram; response_gram is its training block
     _ = fold.response_gram, fold.test_truth, fold.context_mean  # computed once (BLAS on every core), then shared
+    # the idealized control's eigensolve too: beside the stores' kNN on a 2-core machine it ran twice as slowly
+    ideal = _idealized_embeddings(context, fold) if baselines else None
     rows: list[dict] = []
     tasks: list[Callable[[int], list[dict]]] = []
     if baselines:
@@ -207,7 +209,7 @@ def _evaluate_fold(context: _Context, fold: FoldData, aligned: list[AlignedStore
         rows += _scored_rows(context, fold, "baseline", R.NO_CHANGE, zeros, everything, common, {}, workers=jobs)
         rows += _scored_rows(context, fold, "baseline", R.CONTEXT_MEAN, mean, everything, common, {}, workers=jobs)
         tasks.append(lambda workers: _random_rows(context, fold, everything, common, workers))
-        tasks.append(lambda workers: _idealized_rows(context, fold, everything, common, workers))
+        tasks.append(lambda workers: _idealized_rows(context, fold, ideal, everything, common, workers))
         if fold.ceiling_test is not None:
             for subset, mask in (("all", everything), ("common", common)):
                 if mask.any():
@@ -244,11 +246,16 @@ def _random_rows(context: _Context, fold: FoldData, everything: np.ndarray, comm
                            settings.pca_components, {"seed": settings.random_seed, "dim": dim}, workers=workers)
 
 
-def _idealized_rows(context: _Context, fold: FoldData, everything: np.ndarray, common: np.ndarray, workers: int) -> list[dict]:
+def _idealized_embeddings(context: _Context, fold: FoldData) -> tuple[np.ndarray, np.ndarray]:
     n_ideal = min(context.settings.pca_components, len(fold.train_ids) + len(fold.test_ids), fold.y_train.shape[1])
-    x_train, x_test = idealized_embeddings_from_gram(fold.all_response_gram, len(fold.train_ids), n_ideal)
+    return idealized_embeddings_from_gram(fold.all_response_gram, len(fold.train_ids), n_ideal)
+
+
+def _idealized_rows(context: _Context, fold: FoldData, embeddings: tuple[np.ndarray, np.ndarray], everything: np.ndarray,
+                    common: np.ndarray, workers: int) -> list[dict]:
+    x_train, x_test = embeddings
     return _estimator_rows(context, fold, R.IDEALIZED, x_train, x_test, np.arange(len(fold.train_ids)), everything, common,
-                           None, {"pca_of_responses": n_ideal, "leaks_test_labels": True}, workers=workers)
+                           None, {"pca_of_responses": x_train.shape[1], "leaks_test_labels": True}, workers=workers)
 
 
 def _estimator_rows(context, fold, embedding, x_train, x_test, train_rows, covered_test, common, n_components, params,
