@@ -76,8 +76,8 @@ def _open_text(path: Path, compressed: bool):
 def _read_list(path: Path, compressed: bool) -> list[Item]:
     items = []
     with _open_text(path, compressed) as handle:
-        text = handle.read()
-    for number, line in enumerate(text.splitlines(), start=1):
+        content = handle.read()
+    for number, line in enumerate(content.splitlines(), start=1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
