@@ -57,7 +57,7 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, c: float, device: str
     optimizer = torch.optim.LBFGS([parameters], max_iter=LOGISTIC_MAX_ITER, line_search_fn="strong_wolfe")
 
     def closure():
-        loss, parameters.grad = _loss_and_gradient(parameters.detach(), x, targets, c)
+        loss, parameters.grad = _loss_and_gradient(parameters.detach(), x, targets, scale, c)
         return loss
 
     optimizer.step(closure)
@@ -65,11 +65,12 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, c: float, device: str
     return np.ascontiguousarray(fitted[:, :-1]), fitted[:, -1].copy()
 
 
-def _loss_and_gradient(parameters, x, targets, c: float):
+def _loss_and_gradient(parameters, x, targets, scale, c: float):
     """The study's objective and its gradient for class-major ``parameters (3G, d + 1)`` (weights, then the
     bias) and ``x (n, d + 1)`` ending in a column of ones: ``Σ scale · (logsumexp(logits) − logit of the true
-    class) + ‖W‖²/C`` (the bias is not penalised), where ``targets (n, 3, G)`` holds each entry's weight
-    ``scale`` at its true class and 0 elsewhere. The logits' gradient is ``scale · softmax − targets``."""
+    class) + ‖W‖²/C`` (the bias is not penalised), where ``scale (n, G)`` is each entry's weight and
+    ``targets (n, 3, G)`` holds it at the entry's true class and 0 elsewhere (both fixed for a fit). The
+    logits' gradient is ``scale · softmax − targets``."""
     import torch
 
     n, _, n_genes = targets.shape
@@ -77,7 +78,6 @@ def _loss_and_gradient(parameters, x, targets, c: float):
     top = torch.maximum(torch.maximum(logits[:, 0], logits[:, 1]), logits[:, 2])
     gradient = torch.sub(logits, top.unsqueeze(1)).exp_()
     total = gradient.sum(dim=1)
-    scale = targets.sum(dim=1)
     share = scale / total
     log_partition = total.log_().add_(top)
     weights = parameters[:, :-1]

@@ -78,7 +78,7 @@ def test_loss_and_gradient_equal_autograd_of_the_study_formulation():
     scale = sample_weights / (sample_weights.sum(dim=0) * n_genes)
     targets = torch.stack([torch.where(y == k, scale, 0.0) for k in range(3)], dim=1)
     parameters = _class_major(torch.cat([weight.detach(), bias.detach()[:, None]], dim=1), n_genes)
-    loss, gradient = _loss_and_gradient(parameters, torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], dim=1), targets, c)
+    loss, gradient = _loss_and_gradient(parameters, torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], dim=1), targets, scale, c)
     assert float(loss) == pytest.approx(float(expected.detach()), rel=1e-12)
     gradient = _gene_major(gradient, n_genes).numpy()
     np.testing.assert_allclose(gradient[:, :-1], weight.grad.numpy(), rtol=1e-10, atol=1e-12)
