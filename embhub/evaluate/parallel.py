@@ -119,7 +119,13 @@ def one_blas_thread(workers: int):
 
 @lru_cache(maxsize=1)
 def _blas_controller():
-    """Finding the loaded BLAS libraries takes milliseconds; do it once, not per call."""
+    """Finding the loaded BLAS libraries takes milliseconds; do it once, not per call.
+
+    SciPy's LAPACK (the eigensolver's) comes with its own OpenBLAS, apart from NumPy's. It is loaded first:
+    a library loaded after the scan is not held, and two eigensolves on two workers then ran four BLAS
+    threads on two cores.
+    """
+    import scipy.linalg  # noqa: F401
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()

@@ -2,6 +2,10 @@
 split, the GIL-free subset eigensolver, the symmetric every-k L2, the sparse neighbour mean, sort-key ranks,
 per-row metrics, and threads over stores, splits and rows (same numbers as one thread)."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -131,6 +135,21 @@ def test_subset_eigensolver_is_the_gil_free_lapack_call_with_scipy_as_fallback(m
     fallback = eigen.top_eigenpairs(matrix, 12)
     np.testing.assert_allclose(ours[0], fallback[0], rtol=1e-12)
     np.testing.assert_allclose(np.abs(ours[1].T @ fallback[1]), np.eye(12), atol=1e-9)
+
+
+def test_workers_hold_the_eigensolvers_blas_to_one_thread_even_when_it_loads_after_numpys():
+    """SciPy's LAPACK brings its own BLAS; in a fresh process it is not loaded until the first eigensolve."""
+    probe = (
+        "import json, numpy as np\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from embhub.evaluate.parallel import one_blas_thread\n"
+        "with one_blas_thread(2):\n"
+        "    from embhub.evaluate.eigen import SMALL, top_eigenpairs\n"
+        "    top_eigenpairs(np.eye(SMALL + 1), 3)\n"
+        "    print(json.dumps([(i['filepath'], i['num_threads']) for i in threadpool_info() if i['user_api'] == 'blas']))\n"
+    )
+    libraries = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
+    assert libraries and all(threads == 1 for _, threads in libraries), libraries
 
 
 def test_every_k_l2_on_an_uneven_grid_in_small_blocks():
