@@ -23,12 +23,18 @@ def pick_device(requested: str = "auto") -> Any:
     if requested == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available(torch):
             return torch.device("mps")
         return torch.device("cpu")
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"device '{requested}' requested but no CUDA GPU is visible; use --device cpu or auto")
+    if requested == "mps" and not _mps_available(torch):
+        raise InputError("device 'mps' requested but Apple's MPS backend is not available here; use --device cpu or auto")
     return torch.device(requested)
+
+
+def _mps_available(torch: Any) -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
 def pick_dtype(device: Any, requested: str = "auto") -> Any:

@@ -100,13 +100,13 @@ class EmbeddingStore:
     def ids(self) -> np.ndarray:
         if not self.complete:
             return self._staged()[0]
-        return np.asarray(self._array("ids")[:], dtype=object).astype(str)
+        return np.asarray(self._read("ids"), dtype=object).astype(str)
 
     @property
     def input_ids(self) -> np.ndarray:
         if not self.complete:
             return self._staged()[1]
-        return np.asarray(self._array("input_ids")[:], dtype=object).astype(str)
+        return np.asarray(self._read("input_ids"), dtype=object).astype(str)
 
     def label_names(self) -> list[str]:
         return list(self.manifest.get("labels", []))
@@ -116,7 +116,7 @@ class EmbeddingStore:
             raise StoreError(f"store {self.path} has no label '{name}' (labels: {', '.join(self.label_names()) or 'none'})")
         if not self.complete:
             return self._staged()[2][name]
-        return np.asarray(self._array(f"labels/{name}")[:], dtype=object).astype(str)
+        return np.asarray(self._read(f"labels/{name}"), dtype=object).astype(str)
 
     def vectors(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
         """The vectors as a numpy array, ``(n_rows, dim)``; all rows unless ``rows`` selects some."""
@@ -125,17 +125,13 @@ class EmbeddingStore:
             staged = self.group["_staging/vectors"]
             whole = np.asarray(staged[:])[mask] if staged.shape[0] else np.zeros((0, self.dim), "float32")
             return whole if rows is None else whole[rows]
-        array = self._array("vectors")
-        if rows is None:
-            return np.asarray(array[:])
-        if isinstance(rows, slice):
-            return np.asarray(array[rows])
-        return np.asarray(array.get_orthogonal_selection((np.asarray(rows), slice(None))))
+        if rows is None or isinstance(rows, slice):
+            return self._read("vectors", slice(None) if rows is None else rows)
+        return self._read("vectors", (np.asarray(rows), slice(None)), orthogonal=True)
 
     def iter_vector_blocks(self, block_rows: int = COPY_BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
-        array = self._array("vectors")
-        for start in range(0, array.shape[0], block_rows):
-            yield start, np.asarray(array[start : start + block_rows])
+        for start in range(0, self._array("vectors").shape[0], block_rows):
+            yield start, self._read("vectors", slice(start, start + block_rows))
 
     def lookup(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Rows for ``keys``: (found mask ``(n,)``, vectors ``(n_found, dim)``) in the order of ``keys``."""
@@ -199,6 +195,18 @@ class EmbeddingStore:
             return self.group[name]
         except KeyError:
             raise StoreError(f"store {self.path} is corrupt: array '{name}' is missing; re-extract it") from None
+
+    def _read(self, name: str, selection: Any = slice(None), orthogonal: bool = False) -> np.ndarray:
+        """Read part of an array; a chunk that cannot be decoded (truncated, overwritten) is a one-line
+        :class:`StoreError`, not the codec's traceback."""
+        array = self._array(name)
+        try:
+            return np.asarray(array.get_orthogonal_selection(selection) if orthogonal else array[selection])
+        except (RuntimeError, ValueError, OSError, EOFError) as exc:
+            raise StoreError(
+                f"store {self.path} is damaged: array '{name}' cannot be read ({type(exc).__name__}: {exc}); "
+                "re-extract it ('embhub stores verify' checks a store)"
+            ) from None
 
     def _status(self) -> np.ndarray:
         return np.asarray(self.group["_staging/status"][:])

@@ -44,7 +44,7 @@ def main() -> None:
     step("datasets", "perturbations", "demo", "--out", str(perturbations))
     for model in GENE_MODELS:
         step("extract", "--model", model, "--input", str(perturbations))
-    step("evaluate", "--dataset", "demo", "--stores", *GENE_MODELS, "--out", str(out / "results"))
+    step("evaluate", "--dataset", "demo", "--stores", *GENE_MODELS, "--out", str(out / "results"), "--overwrite")
 
     drugs = out / "stores" / "morgan-2-2048-approved-drugs.zarr"
     step("extract", "--model", "morgan-2-2048", "--input", str(DRUGS), "--out", str(drugs))

@@ -23,8 +23,18 @@ class EmbhubGroup(TyperGroup):
             error_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
             ctx.exit(1)
         except KeyboardInterrupt:
-            error_console.print("[yellow]interrupted[/]: re-run the same command to resume where it stopped")
+            error_console.print(f"[yellow]interrupted[/]: {interrupted_advice(ctx.invoked_subcommand)}")
             ctx.exit(130)
+
+
+RESUMABLE_COMMANDS = {"extract"}
+
+
+def interrupted_advice(command: str | None) -> str:
+    """What a user should do after Ctrl-C: only extraction keeps its finished batches to resume from."""
+    if command in RESUMABLE_COMMANDS:
+        return "re-run the same command to resume where it stopped"
+    return f"'embhub {command}' keeps no partial work and wrote nothing to resume from; re-run it to start again"
 
 
 app = typer.Typer(

@@ -67,30 +67,32 @@ class CellLineData:
 
     name: str
     group: Any
+    source: str = ""
+    """The dataset's path, for messages."""
 
     @property
     def pert_ids(self) -> np.ndarray:
-        return _strings(self.group["pert_ids"])
+        return np.asarray(self._read("pert_ids"), dtype=object).astype(str)
 
     @property
     def pert_labels(self) -> np.ndarray:
-        return _strings(self.group["pert_labels"])
+        return np.asarray(self._read("pert_labels"), dtype=object).astype(str)
 
     @property
     def folds(self) -> np.ndarray:
-        return np.asarray(self.group["fold"][:], dtype=np.int64)
+        return np.asarray(self._read("fold"), dtype=np.int64)
 
     @property
     def lfc(self) -> np.ndarray:
-        return np.asarray(self.group["lfc"][:], dtype=np.float32)
+        return np.asarray(self._read("lfc"), dtype=np.float32)
 
     @property
     def n_cells(self) -> np.ndarray:
-        return np.asarray(self.group["n_cells"][:])
+        return self._read("n_cells")
 
     @property
     def n_batches(self) -> np.ndarray:
-        return np.asarray(self.group["n_batches"][:])
+        return self._read("n_batches")
 
     @property
     def has_deg(self) -> bool:
@@ -98,11 +100,27 @@ class CellLineData:
 
     @property
     def deg(self) -> np.ndarray | None:
-        return np.asarray(self.group["deg"][:], dtype=np.int8) if self.has_deg else None
+        return np.asarray(self._read("deg"), dtype=np.int8) if self.has_deg else None
 
     @property
     def deg_mask(self) -> np.ndarray | None:
-        return np.asarray(self.group["deg_mask"][:], dtype=bool) if self.has_deg else None
+        return np.asarray(self._read("deg_mask"), dtype=bool) if self.has_deg else None
+
+    def _array(self, name: str) -> Any:
+        try:
+            return self.group[name]
+        except KeyError:
+            raise StoreError(f"prepared dataset {self.source}: cell line '{self.name}' has no '{name}' array; "
+                             "prepare the dataset again") from None
+
+    def _read(self, name: str) -> np.ndarray:
+        """A whole array; a chunk that cannot be decoded is a one-line :class:`StoreError`."""
+        array = self._array(name)
+        try:
+            return np.asarray(array[:])
+        except (RuntimeError, ValueError, OSError, EOFError) as exc:
+            raise StoreError(f"prepared dataset {self.source} is damaged: '{self.name}/{name}' cannot be read "
+                             f"({type(exc).__name__}: {exc}); prepare the dataset again") from None
 
     def alias_namespaces(self) -> list[str]:
         """Other keys stored for the perturbations (e.g. ``inchikey``, ``smiles`` for Tahoe drugs)."""
@@ -216,7 +234,11 @@ class PreparedDataset:
             raise InputError(
                 f"dataset '{self.name}' has no cell line '{name}' (cell lines: {', '.join(self.cell_lines)})"
             )
-        return CellLineData(name, self.group[f"cell_lines/{name}"])
+        try:
+            group = self.group[f"cell_lines/{name}"]
+        except KeyError:
+            raise StoreError(f"prepared dataset {self.path} lacks the data of cell line '{name}'; prepare it again") from None
+        return CellLineData(name, group, str(self.path))
 
 
 class PreparedDatasetWriter:

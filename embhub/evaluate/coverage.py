@@ -4,7 +4,11 @@ A store is refused (one-line :class:`~embhub.errors.StoreError`) when its entity
 dataset's, when its keys cannot be matched to the dataset's id namespace, when its ids repeat, when a
 vector the evaluation needs holds NaN or inf, or when it covers none of the dataset's perturbations.
 Gene keys in another namespace (symbols, Entrez…) are mapped to Ensembl ids through the gene identity
-layer; the number mapped and the ids it could not map are reported, never dropped silently. Drug stores
+layer; the number mapped and the ids it could not map are reported, never dropped silently. Where several
+store ids map to one gene (``CREBBP`` and ``crebbp``, a symbol and its alias), the closest match wins — the
+Ensembl id itself, then the gene's approved symbol as written, then the other kinds in the identity layer's
+lookup order — and the others are reported as superseded; ids that tie and hold different vectors are
+refused. Drug stores
 keyed otherwise than the dataset (InChIKey stores on Tahoe's CIDs) are matched through the prepared
 dataset's `pert_aliases` for the store's namespace; drugs still unmatched then meet the store's
 ``drug_name:<name>`` keys (drugs a store knows only by name, as drug-targets keys them) through the
@@ -37,6 +41,8 @@ class AlignedStore:
     vectors: dict[str, np.ndarray]
     harmonised: int = 0
     unmapped: list[str] = field(default_factory=list)
+    superseded: list[tuple[str, str]] = field(default_factory=list)
+    """(store id, the store id used instead): ids that mapped to a gene another, closer id also maps to."""
 
     def rows(self, pert_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(covered mask ``(n,)``, vectors ``(n_covered, dim)`` float64) for ``pert_ids`` in order."""
@@ -51,6 +57,55 @@ def _to_ensembl(keys: Sequence[str]) -> list[str | None]:
 
     ident = load_gene_identity()
     return [r.ensembl_id if r.status == "resolved" else None for r in ident.resolve_many(keys)]
+
+
+MATCH_CLOSENESS = ("ensembl", "approved symbol as written", "symbol", "entrez", "uniprot", "previous_symbol", "alias")
+
+
+def _gene_matches(store: Any, store_keys: list[str]) -> list[tuple[str, int] | None]:
+    """Per store key, ``(Ensembl id, closeness)`` — the index in :data:`MATCH_CLOSENESS` of how it matched,
+    lower is closer — or None where the identity layer cannot resolve it."""
+    if store.key_namespace == ENSEMBL:
+        return [(key, 0) for key in store_keys]
+    from embhub.identity.genes import load_gene_identity
+
+    matches: list[tuple[str, int] | None] = []
+    for key, found in zip(store_keys, load_gene_identity().resolve_many(store_keys)):
+        if not found.resolved:
+            matches.append(None)
+        elif key == found.ensembl_id or key == found.symbol:
+            matches.append((found.ensembl_id, 0 if key == found.ensembl_id else 1))
+        else:
+            kind = found.matched_by if found.matched_by in MATCH_CLOSENESS else "alias"
+            matches.append((found.ensembl_id, MATCH_CLOSENESS.index(kind)))
+    return matches
+
+
+def _row_of_each_gene(store: Any, store_keys: list[str], matches: list[tuple[str, int] | None],
+                      label: str) -> tuple[dict[str, int], list[tuple[str, int]]]:
+    """``({Ensembl id: store row}, [(superseded row, row used instead)])``: each gene's closest store id."""
+    rows_of_gene: dict[str, list[int]] = {}
+    for row, match in enumerate(matches):
+        if match is not None:
+            rows_of_gene.setdefault(match[0], []).append(row)
+    chosen: dict[str, int] = {}
+    superseded: list[tuple[int, int]] = []
+    for gene, rows in rows_of_gene.items():
+        rows = sorted(rows, key=lambda row: matches[row][1])
+        chosen[gene] = rows[0]
+        if len(rows) == 1:
+            continue
+        tied = [row for row in rows if matches[row][1] == matches[rows[0]][1]]
+        if len(tied) > 1:
+            vectors = np.asarray(store.vectors(np.array(tied, dtype=np.int64)))
+            differing = [row for row, v in zip(tied[1:], vectors[1:]) if not np.array_equal(v, vectors[0], equal_nan=True)]
+            if differing:
+                raise StoreError(
+                    f"{label}: the ids '{store_keys[tied[0]]}' and '{store_keys[differing[0]]}' both name gene {gene} "
+                    "and hold different vectors; keep one of them (re-import the store without the other)"
+                )
+        superseded += [(row, rows[0]) for row in rows[1:]]
+    return chosen, superseded
 
 
 def _perturbation_aliases(dataset: Any, namespace: str) -> dict[str, str]:
@@ -120,17 +175,16 @@ def align_store(store: Any, dataset: Any, pert_ids: Sequence[str]) -> AlignedSto
     dataset_keys = [str(p) for p in pert_ids]
     harmonised = 0
     unmapped: list[str] = []
+    superseded: list[tuple[str, str]] = []
     if dataset.entity != "gene":
         wanted, harmonised = _drug_rows(store, dataset, store_keys, dataset_keys, label)
     elif store.key_namespace != dataset.key_namespace:
-        mapped_store = store_keys if store.key_namespace == ENSEMBL else _to_ensembl(store_keys)
+        matches = _gene_matches(store, store_keys)
         mapped_dataset = dataset_keys if dataset.key_namespace == ENSEMBL else _to_ensembl(dataset_keys)
-        unmapped = [k for k, m in zip(store_keys, mapped_store) if m is None]
-        harmonised = sum(1 for k, m in zip(store_keys, mapped_store) if m is not None and m != k)
-        row_of_ensembl: dict[str, int] = {}
-        for row, ensembl in enumerate(mapped_store):
-            if ensembl is not None:
-                row_of_ensembl.setdefault(ensembl, row)
+        unmapped = [k for k, m in zip(store_keys, matches) if m is None]
+        harmonised = sum(1 for k, m in zip(store_keys, matches) if m is not None and m[0] != k)
+        row_of_ensembl, superseded_rows = _row_of_each_gene(store, store_keys, matches, label)
+        superseded = [(store_keys[row], store_keys[kept]) for row, kept in superseded_rows]
         wanted = {pid: row_of_ensembl.get(ens) for pid, ens in zip(dataset_keys, mapped_dataset) if ens is not None}
         wanted = {pid: row for pid, row in wanted.items() if row is not None}
     else:
@@ -159,13 +213,14 @@ def align_store(store: Any, dataset: Any, pert_ids: Sequence[str]) -> AlignedSto
         )
     return AlignedStore(
         name=store.name,
-        path=str(store.path),
+        path=str(Path(store.path).absolute()),
         store_id=manifest_id(store.manifest),
         dim=int(vectors.shape[1]),
         key_namespace=store.key_namespace,
         vectors={pid: vectors[i] for i, pid in enumerate(pids)},
         harmonised=harmonised,
         unmapped=unmapped,
+        superseded=superseded,
     )
 
 
@@ -183,6 +238,7 @@ def coverage_rows(aligned: AlignedStore, cell_line: str, pert_ids: Sequence[str]
         "fraction": covered / total if total else float("nan"),
         "harmonised_ids": aligned.harmonised,
         "unmapped_store_ids": len(aligned.unmapped),
+        "superseded_store_ids": len(aligned.superseded),
     }
 
 

@@ -9,7 +9,8 @@ Shared by ``embhub evaluate`` and ``embhub fuse`` (contract in the helpers' shar
 idealized PCA-of-responses control) keep that estimator's method ("knn", "lasso", "logistic") and carry
 the baseline's name in ``embedding``. ``subset`` is "all" (every test perturbation; missing ones predicted
 by the fallback) or "common" (perturbations covered by every compared store). Saved as
-``results.parquet`` + ``results.csv`` (+ ``run.json`` with the run's metadata) in one directory.
+``results.parquet`` + ``results.csv`` (+ ``run.json`` with the run's metadata) in one directory; the saved
+tables add a ``simulated`` column (True when the dataset is simulated), which loading leaves out.
 """
 
 from __future__ import annotations
@@ -53,12 +54,19 @@ MOST_FREQUENT = "most_frequent"
 RANDOM = "random"
 IDEALIZED = "idealized_pca (leaks test labels)"
 CEILING = "experimental_error_q0.9"
-BASELINE_EMBEDDINGS = (NO_CHANGE, CONTEXT_MEAN, MOST_FREQUENT, RANDOM, IDEALIZED, CEILING)
+DEG_CEILING = "experimental_error_q0.1"
+BASELINE_EMBEDDINGS = (NO_CHANGE, CONTEXT_MEAN, MOST_FREQUENT, RANDOM, IDEALIZED, CEILING, DEG_CEILING)
 
 RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
 RUN_METADATA = "run.json"
 STUDY_LAYOUT_CSV = "study_layout.csv"
+STUDY_LAYOUT_DEG_CSV = "study_layout_deg.csv"
+STUDY_LFC_COLUMNS = ("dataset", "fold", "metrics", "name", "primary_metric", "L2", "MSE", "MAE", "Spearman", "Pearson",
+                     "cell_line")
+STUDY_DEG_COLUMNS = ("dataset", "fold", "metrics", "name", "f1_score", "recall", "precision", "primary_metric",
+                     "cell_line", "quantile")
+STUDY_DEG_METRICS = {"F1": "f1_score", "recall": "recall", "precision": "precision"}
 
 
 def manifest_id(manifest: Mapping[str, Any]) -> str:
@@ -93,52 +101,94 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def save_results(frame: pd.DataFrame, out_dir: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
-    """Write ``results.parquet``, ``results.csv`` (and ``run.json``) into ``out_dir``; returns the directory."""
+    """Write ``results.parquet``, ``results.csv`` (and ``run.json``) into ``out_dir``; returns the directory.
+
+    The files carry one more column than the frame, ``simulated``, from ``metadata`` or else from the
+    directory's ``run.json``, so that a table passed on alone still says whether its dataset was simulated.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    frame = _typed(frame)
-    frame.to_parquet(out / RESULTS_PARQUET, index=False)
-    frame.to_csv(out / RESULTS_CSV, index=False)
+    known = metadata if metadata is not None else load_run_metadata(out)
+    labelled = _typed(frame).assign(simulated=bool(known.get("simulated", False)))
+    labelled.to_parquet(out / RESULTS_PARQUET, index=False)
+    labelled.to_csv(out / RESULTS_CSV, index=False)
     if metadata is not None:
         (out / RUN_METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True, default=str))
     return out
 
 
-def load_results(path: str | Path) -> pd.DataFrame:
-    """Read a results table from its directory, its ``.parquet`` or its ``.csv``."""
+def results_file(path: str | Path) -> Path:
+    """The table file behind ``path``: the file itself, or a directory's parquet (preferred) or csv."""
     path = Path(path)
     if path.is_dir():
-        if (path / RESULTS_PARQUET).exists():
-            path = path / RESULTS_PARQUET
-        elif (path / RESULTS_CSV).exists():
-            path = path / RESULTS_CSV
-        else:
-            raise InputError(f"{path} holds no {RESULTS_PARQUET} or {RESULTS_CSV}; give an 'embhub evaluate' output directory")
+        for name in (RESULTS_PARQUET, RESULTS_CSV):
+            if (path / name).exists():
+                return path / name
+        raise InputError(f"{path} holds no {RESULTS_PARQUET} or {RESULTS_CSV}; give an 'embhub evaluate' output directory")
     if not path.exists():
         raise InputError(f"no results at {path}; give an 'embhub evaluate' output directory")
-    if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    elif path.suffix == ".csv":
-        frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
-        frame["store_path"] = frame["store_path"].fillna("")
-    else:
+    if path.suffix not in (".parquet", ".csv"):
         raise InputError(f"cannot read results from {path}: give a .parquet, a .csv or their directory")
-    return _typed(frame)
+    return path
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """Read a results table from its directory, its ``.parquet`` or its ``.csv``."""
+    file = results_file(path)
+    damaged = "re-run 'embhub evaluate' to recreate it"
+    try:
+        raw = _read_table(file)
+    except (OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{file} is damaged or not an embhub results table ({reason}); {damaged}") from None
+    missing = [c for c in RESULT_COLUMNS if c not in raw.columns]
+    if missing:
+        raise InputError(f"{file} is not an embhub results table (it lacks the columns {', '.join(missing)}); {damaged}")
+    try:
+        return _typed(raw)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{file} is damaged: a column holds values of the wrong type ({exc}); {damaged}") from None
+
+
+def _read_table(file: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    if file.suffix == ".parquet":
+        return pd.read_parquet(file, columns=columns)
+    return pd.read_csv(file, keep_default_na=False, na_values=[""], usecols=columns)
+
+
+def results_simulated(path: str | Path) -> bool:
+    """Whether the results at ``path`` come from a simulated dataset: ``run.json`` says, else the table's column."""
+    metadata = load_run_metadata(path)
+    if "simulated" in metadata:
+        return bool(metadata["simulated"])
+    file = results_file(path)
+    try:
+        column = _read_table(file, columns=["simulated"])["simulated"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return bool(column.astype(str).str.lower().isin(["true", "1"]).any())
 
 
 def load_run_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``run.json`` beside the results at ``path`` (a directory or a table file); empty when absent or unreadable."""
     path = Path(path)
     directory = path if path.is_dir() else path.parent
     file = directory / RUN_METADATA
-    return json.loads(file.read_text()) if file.exists() else {}
+    try:
+        metadata = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return metadata if isinstance(metadata, dict) else {}
 
 
-def study_row_name(method: str, embedding: str) -> str:
-    """The study's ``name`` column: ``knn_baseline_<embedding>``, ``context mean baseline``…"""
-    if method == "baseline":
-        return {NO_CHANGE: "no change baseline", CONTEXT_MEAN: "context mean baseline"}.get(embedding, embedding)
+def study_row_name(method: str, embedding: str, deg: bool = False) -> str:
+    """The study's ``name`` column: ``knn_baseline_<embedding>``, ``context mean baseline``… on LFC results;
+    the bare embedding name on DEG results (``no_change``, ``most_frequent``, ``random``, ``pca``, a store)."""
     if method == "ceiling":
-        return "Experimental error (quantile 0.9)"
+        quantile = 0.1 if embedding == DEG_CEILING else 0.9
+        return f"Experimental error (quantile {quantile})"
+    if method == "baseline" and not deg:
+        return {NO_CHANGE: "no change baseline", CONTEXT_MEAN: "context mean baseline"}.get(embedding, embedding)
     study_embedding = {RANDOM: "random", IDEALIZED: "pca"}.get(embedding, embedding)
     if method in ("knn", "lasso"):
         return f"{method}_baseline_{study_embedding}"
@@ -146,18 +196,44 @@ def study_row_name(method: str, embedding: str) -> str:
 
 
 def study_layout(frame: pd.DataFrame) -> pd.DataFrame:
-    """LFC rows of the "all" subset in the study's ``results/scores`` layout (one row per name × fold).
+    """LFC rows of the "all" subset in the study's ``results/scores`` layout (one row per name × fold):
+    :data:`STUDY_LFC_COLUMNS`, ``fold`` as "K-562.0" and ``metrics`` the row's scores as a Python dict literal."""
+    wide = _study_rows(frame, LFC_METRICS, {metric: metric for metric in LFC_METRICS}, deg=False)
+    if wide.empty:
+        return pd.DataFrame(columns=list(STUDY_LFC_COLUMNS))
+    wide["primary_metric"] = "L2"
+    wide["metrics"] = [_metrics_literal("L2", row, LFC_METRICS) for row in wide.itertuples()]
+    return wide[list(STUDY_LFC_COLUMNS)]
 
-    Columns: ``dataset, fold ("K-562.0"), name, L2, MSE, MAE, Spearman, Pearson, cell_line``.
-    """
-    lfc = frame[(frame["subset"] == "all") & frame["metric"].isin(LFC_METRICS)]
-    if lfc.empty:
-        return pd.DataFrame(columns=["dataset", "fold", "name", *("L2", "MSE", "MAE", "Spearman", "Pearson"), "cell_line"])
-    lfc = lfc.assign(name=[study_row_name(m, e) for m, e in zip(lfc["method"], lfc["embedding"])])
-    wide = lfc.pivot_table(index=["dataset", "cell_line", "fold", "name"], columns="metric", values="value",
-                           aggfunc="first", dropna=False).reset_index()
-    for metric in LFC_METRICS:
-        if metric not in wide.columns:
-            wide[metric] = np.nan
+
+def study_layout_deg(frame: pd.DataFrame) -> pd.DataFrame:
+    """DEG rows of the "all" subset in the layout of the study's ``essential_deg.csv``: :data:`STUDY_DEG_COLUMNS`,
+    bare embedding names, ``quantile`` 0.1 on the experimental-error row."""
+    wide = _study_rows(frame, DEG_METRICS, STUDY_DEG_METRICS, deg=True)
+    if wide.empty:
+        return pd.DataFrame(columns=list(STUDY_DEG_COLUMNS))
+    wide["primary_metric"] = "f1_score"
+    wide["quantile"] = np.where(wide["name"].str.startswith("Experimental error"), 0.1, np.nan)
+    wide["metrics"] = [_metrics_literal("f1_score", row, STUDY_DEG_METRICS.values()) for row in wide.itertuples()]
+    return wide[list(STUDY_DEG_COLUMNS)]
+
+
+def _study_rows(frame: pd.DataFrame, metrics: Iterable[str], column_of: Mapping[str, str], deg: bool) -> pd.DataFrame:
+    rows = frame[(frame["subset"] == "all") & frame["metric"].isin(list(metrics))]
+    if rows.empty:
+        return pd.DataFrame()
+    rows = rows.assign(name=[study_row_name(m, e, deg) for m, e in zip(rows["method"], rows["embedding"])])
+    wide = rows.pivot_table(index=["dataset", "cell_line", "fold", "name"], columns="metric", values="value",
+                            aggfunc="first", dropna=False).reset_index()
+    wide = wide.rename(columns=dict(column_of))
+    for column in column_of.values():
+        if column not in wide.columns:
+            wide[column] = np.nan
     wide["fold"] = [f"{cell}.{fold}" for cell, fold in zip(wide["cell_line"], wide["fold"])]
-    return wide[["dataset", "fold", "name", "L2", "MSE", "MAE", "Spearman", "Pearson", "cell_line"]].reset_index(drop=True)
+    return wide.reset_index(drop=True)
+
+
+def _metrics_literal(primary: str, row: Any, columns: Iterable[str]) -> str:
+    scores = {"primary_metric": primary}
+    scores.update({column: float(getattr(row, column)) for column in columns if not pd.isna(getattr(row, column))})
+    return repr(scores)

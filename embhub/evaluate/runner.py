@@ -86,7 +86,8 @@ def evaluate(
             raise InputError(f"unknown estimator '{estimator}'; choose from {', '.join(ESTIMATORS)}")
     if fallback not in FALLBACKS:
         raise InputError(f"unknown fallback '{fallback}'; choose from {', '.join(FALLBACKS)}")
-    cell_lines = list(cell_lines or dataset.cell_lines)
+    cell_lines = list(dict.fromkeys(cell_lines or dataset.cell_lines))
+    folds = None if folds is None else list(dict.fromkeys(int(f) for f in folds))
     lines = {name: dataset.cell_line(name) for name in cell_lines}
     if deg:
         without = [name for name, line in lines.items() if not line.has_deg]
@@ -97,12 +98,7 @@ def evaluate(
 
     all_ids = sorted({pid for line in lines.values() for pid in line.pert_ids})
     aligned = [align_store(store, dataset, all_ids) for store in stores]
-    names = [a.name for a in aligned]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        for a in aligned:
-            if a.name in duplicates:
-                a.name = f"{a.name}@{a.store_id[:8]}"
+    _name_apart(aligned)
 
     rows: list[dict[str, Any]] = []
     coverage: list[dict[str, Any]] = []
@@ -119,6 +115,7 @@ def evaluate(
         pert_ids = line.pert_ids
         coverage.extend(coverage_rows(a, name, pert_ids) for a in aligned)
         units.append((name, line, chosen))
+    _check_training_coverage(units, aligned, deg)
     total = sum(len(chosen) for _, _, chosen in units)
     done = 0
     for name, line, chosen in units:
@@ -126,11 +123,13 @@ def evaluate(
         ceiling = line.ceiling_l2(settings.ceiling_quantile) if line.has_ceiling else None
         deg_labels = line.deg if deg else None
         deg_mask = line.deg_mask if deg else None
+        deg_ceiling = _deg_ceiling(line, settings.deg_ceiling_quantile) if deg else None
         for fold in chosen:
             fold_data = FoldData.from_arrays(name, fold, pert_ids, line_folds, lfc, deg_labels, deg_mask, ceiling)
             rows.extend(_evaluate_fold(context, fold_data, aligned, baselines, jobs))
             if deg:
-                rows.extend(_evaluate_fold_deg(context, fold_data, aligned, baselines))
+                ceiling_scores = None if deg_ceiling is None else {m: v[fold] for m, v in deg_ceiling.items()}
+                rows.extend(_evaluate_fold_deg(context, fold_data, aligned, baselines, ceiling_scores))
             done += 1
             if progress:
                 progress(done, total, f"{name} fold {fold}")
@@ -155,6 +154,41 @@ def evaluate(
         ],
     }
     return Evaluation(R.results_frame(rows), pd.DataFrame(coverage), metadata)
+
+
+def _name_apart(aligned: list[AlignedStore]) -> None:
+    """Refuse a store given twice; stores that share a name, or take a baseline's, get their id appended."""
+    first_of: dict[str, AlignedStore] = {}
+    for a in aligned:
+        if a.store_id in first_of:
+            other = first_of[a.store_id]
+            where = a.path if a.path == other.path else f"{other.path} and {a.path}"
+            raise InputError(f"store '{a.name}' is given twice ({where}); give each store once")
+        first_of[a.store_id] = a
+    names = [a.name for a in aligned]
+    for a in aligned:
+        if names.count(a.name) > 1 or a.name in R.BASELINE_EMBEDDINGS:
+            a.name = f"{a.name}@{a.store_id[:8]}"
+
+
+def _check_training_coverage(units, aligned: list[AlignedStore], deg: bool) -> None:
+    """Before any fitting: every store must cover enough training perturbations of every evaluated fold."""
+    for name, line, chosen in units:
+        line_folds, pert_ids = line.folds, line.pert_ids
+        labelled = line.deg_mask if deg else None
+        for a in aligned:
+            covered = np.array([pid in a.vectors for pid in pert_ids], dtype=bool)
+            for fold in chosen:
+                train = line_folds != fold
+                counts = [("", int((covered & train).sum()))]
+                if labelled is not None:
+                    counts.append(("DEG-labelled ", int((covered & train & labelled).sum())))
+                for kind, count in counts:
+                    if count < MIN_TRAINING:
+                        raise StoreError(
+                            f"store '{a.name}' covers only {count} {kind}training perturbations of {name} fold {fold}; "
+                            f"at least {MIN_TRAINING} are needed: leave the store out or choose other folds or cell lines"
+                        )
 
 
 def _row(context: _Context, fold: FoldData, method: str, embedding: str, metric: str, value: float,
@@ -203,28 +237,23 @@ def _evaluate_fold(context: _Context, fold: FoldData, aligned: list[AlignedStore
     ideal = _idealized_embeddings(context, fold) if baselines else None
     rows: list[dict] = []
     tasks: list[Callable[[int], list[dict]]] = []
+    mean = np.broadcast_to(fold.context_mean, fold.y_test.shape)
+    rows += _scored_rows(context, fold, "baseline", R.CONTEXT_MEAN, mean, everything, common, {}, workers=jobs)
     if baselines:
         zeros = np.zeros_like(fold.y_test)
-        mean = np.broadcast_to(fold.context_mean, fold.y_test.shape)
         rows += _scored_rows(context, fold, "baseline", R.NO_CHANGE, zeros, everything, common, {}, workers=jobs)
-        rows += _scored_rows(context, fold, "baseline", R.CONTEXT_MEAN, mean, everything, common, {}, workers=jobs)
         tasks.append(lambda workers: _random_rows(context, fold, everything, common, workers))
         tasks.append(lambda workers: _idealized_rows(context, fold, ideal, everything, common, workers))
-        if fold.ceiling_test is not None:
-            for subset, mask in (("all", everything), ("common", common)):
-                if mask.any():
-                    value = float(np.mean(fold.ceiling_test[mask]))
-                    rows.append(_row(context, fold, "ceiling", R.CEILING, "L2", value, int(mask.sum()), int(mask.sum()), subset,
-                                     {"quantile": settings.ceiling_quantile}))
+    if fold.ceiling_test is not None:
+        for subset, mask in (("all", everything), ("common", common)):
+            if mask.any():
+                value = float(np.mean(fold.ceiling_test[mask]))
+                rows.append(_row(context, fold, "ceiling", R.CEILING, "L2", value, int(mask.sum()), int(mask.sum()), subset,
+                                 {"quantile": settings.ceiling_quantile}))
 
     def one_store(a: AlignedStore, workers: int) -> list[dict]:
         covered_train, x_train = a.rows(fold.train_ids)
         covered_test, x_test = a.rows(fold.test_ids)
-        if covered_train.sum() < MIN_TRAINING:
-            raise StoreError(
-                f"store '{a.name}' covers only {int(covered_train.sum())} training perturbations of {fold.cell_line} "
-                f"fold {fold.fold}; at least {MIN_TRAINING} are needed"
-            )
         if x_test.shape[0] == 0:
             x_test = np.zeros((0, a.dim))
         return _estimator_rows(context, fold, a.name, x_train, x_test, np.flatnonzero(covered_train), covered_test, common,
@@ -288,7 +317,17 @@ def _estimator_rows(context, fold, embedding, x_train, x_test, train_rows, cover
     return rows
 
 
-def _evaluate_fold_deg(context: _Context, fold: FoldData, aligned: list[AlignedStore], baselines: bool) -> list[dict]:
+def _deg_ceiling(line: Any, quantile: float) -> dict[str, np.ndarray] | None:
+    """The DEG ceiling's F1, recall and precision per fold ``(n_folds,)`` at ``quantile``, or None."""
+    if not line.has_deg_ceiling:
+        return None
+    return {metric: line.deg_ceiling(quantile, metric.lower()) for metric in R.DEG_METRICS}
+
+
+def _evaluate_fold_deg(context: _Context, fold: FoldData, aligned: list[AlignedStore], baselines: bool,
+                       ceiling: dict[str, float] | None = None) -> list[dict]:
+    """``ceiling``: the fold's DEG ceiling scores (computed over all its labelled test perturbations, so it
+    is given on the "common" subset only when every store covers them all)."""
     from embhub.evaluate.deg import logistic_cv_predict
 
     settings = context.settings
@@ -314,9 +353,14 @@ def _evaluate_fold_deg(context: _Context, fold: FoldData, aligned: list[AlignedS
         return rows
 
     rows: list[dict] = []
+    if ceiling is not None and all(np.isfinite(v) for v in ceiling.values()):
+        for subset in ("all", "common") if common.all() else ("all",):
+            for metric, value in ceiling.items():
+                rows.append(_row(context, fold, "ceiling", R.DEG_CEILING, metric, float(value), len(test_ids), len(test_ids),
+                                 subset, {"quantile": context.settings.deg_ceiling_quantile}))
+    rows += scored("baseline", R.MOST_FREQUENT, np.broadcast_to(prior, labels_test.shape), everything, {})
     if baselines:
         rows += scored("baseline", R.NO_CHANGE, np.zeros_like(labels_test), everything, {})
-        rows += scored("baseline", R.MOST_FREQUENT, np.broadcast_to(prior, labels_test.shape), everything, {})
         dim = settings.pca_components
         x_train, x_test = random_embeddings(len(train_ids), len(test_ids), dim, settings.random_seed, fold.cell_line, fold.fold)
         fit = logistic_cv_predict(x_train, labels_train, x_test, settings.c_grid, dim, settings.inner_folds, context.device)
@@ -328,9 +372,6 @@ def _evaluate_fold_deg(context: _Context, fold: FoldData, aligned: list[AlignedS
     for a in aligned:
         covered_train, x_train = a.rows(train_ids)
         covered_test, x_test = a.rows(test_ids)
-        if covered_train.sum() < MIN_TRAINING:
-            raise StoreError(f"store '{a.name}' covers only {int(covered_train.sum())} DEG-labelled training perturbations "
-                             f"of {fold.cell_line} fold {fold.fold}; at least {MIN_TRAINING} are needed")
         predictions = np.broadcast_to(prior, labels_test.shape).copy()
         params: dict[str, Any] = {"dim": a.dim, "fallback": "most_frequent", "n_fallback": int((~covered_test).sum())}
         if covered_test.any():

@@ -73,3 +73,68 @@ def test_unknown_dataset_cell_line_fold_and_store(tmp_path, toy, stores):
     assert "no stores to evaluate" in line
     with pytest.raises(InputError, match="unknown estimator 'svm'"):
         evaluate(PreparedDataset.open(toy.path), [stores["wide"]], estimators=("svm",))
+
+
+def _damage_first_chunk(array_dir):
+    chunk = next(path for path in sorted((array_dir / "c").rglob("*")) if path.is_file())
+    chunk.write_bytes(b"not a chunk" * 3)
+
+
+def test_damaged_store_chunk_and_damaged_dataset(tmp_path, toy, stores):
+    store = build_store(tmp_path / "damaged.zarr", toy.pert_ids, informative_vectors(toy, 20, 1), "damaged")
+    _damage_first_chunk(tmp_path / "damaged.zarr" / "vectors")
+    line = _one_line_error(["evaluate", "--dataset", str(toy.path), "--stores", str(store.path), "--no-plots", "--out", str(tmp_path / "o1")])
+    assert "is damaged: array 'vectors' cannot be read" in line and "damaged.zarr" in line and "re-extract" in line
+
+    group = zarr.open_group(str(toy.path), mode="r+")
+    del group["cell_lines/Hep-G2/fold"]
+    line = _one_line_error(["evaluate", "--dataset", str(toy.path), "--stores", str(stores["wide"].path), "--cell-line", "Hep-G2",
+                            "--no-plots", "--out", str(tmp_path / "o2")])
+    assert "cell line 'Hep-G2' has no 'fold' array" in line and "prepare the dataset again" in line
+    _damage_first_chunk(toy.path / "cell_lines" / "K-562" / "lfc")
+    line = _one_line_error(["evaluate", "--dataset", str(toy.path), "--stores", str(stores["wide"].path), "--cell-line", "K-562",
+                            "--no-plots", "--out", str(tmp_path / "o3")])
+    assert "'K-562/lfc' cannot be read" in line and "prepare the dataset again" in line
+
+
+def test_a_store_given_twice_is_refused_and_a_store_named_like_a_baseline_keeps_its_own_rows(tmp_path, toy, stores):
+    dataset = PreparedDataset.open(toy.path)
+    again = type(stores["wide"]).open(str(stores["wide"].path) + "/")
+    with pytest.raises(InputError, match="store 'wide' is given twice .*; give each store once"):
+        evaluate(dataset, [stores["wide"], stores["narrow"], again], folds=[0])
+    line = _one_line_error(["evaluate", "--dataset", str(toy.path), "--stores", str(stores["wide"].path), str(stores["wide"].path),
+                            "--no-plots", "--out", str(tmp_path / "o")])
+    assert "given twice" in line
+
+    named_random = build_store(tmp_path / "random.zarr", toy.pert_ids, informative_vectors(toy, 30, 9), "random")
+    frame = evaluate(dataset, [named_random], cell_lines=["K-562", "K-562"], folds=[1, 1]).results
+    l2 = frame[(frame.metric == "L2") & (frame.subset == "all")]
+    assert sorted(l2.fold.unique()) == [1] and sorted(l2.cell_line.unique()) == ["K-562"]
+    counts = l2.groupby(["method", "embedding"]).size()
+    assert (counts == 1).all()  # one row per method × embedding: no fold or cell line evaluated twice
+    renamed = [e for e in l2.embedding if e.startswith("random@")]
+    assert len(renamed) == 1 and ("knn", "random") in counts.index
+    ours = l2[l2.embedding == renamed[0]].value.iloc[0]
+    baseline = l2[(l2.method == "knn") & (l2.embedding == "random")].value.iloc[0]
+    assert ours != baseline
+
+
+def test_too_few_training_perturbations_in_a_late_fold_is_refused_before_any_fit(tmp_path, toy, stores, monkeypatch):
+    from embhub.evaluate import runner as runner_module
+
+    line_folds = toy.folds["K-562"]
+    keep = np.flatnonzero(line_folds == 4)[:12]  # enough to train folds 0–3 (its rows sit in fold 4), none for fold 4
+    late = build_store(tmp_path / "late.zarr", toy.pert_ids[keep], informative_vectors(toy, 12, 4)[keep], "late")
+    fitted = []
+    monkeypatch.setattr(runner_module, "_evaluate_fold", lambda *args, **kwargs: fitted.append(1) or [])
+    with pytest.raises(StoreError, match="store 'late' covers only 0 training perturbations of K-562 fold 4; "
+                                         "at least 10 are needed: leave the store out"):
+        evaluate(PreparedDataset.open(toy.path), [stores["wide"], late], cell_lines=["K-562"])
+    assert fitted == []
+
+
+def test_results_name_a_store_by_its_absolute_path_whatever_the_user_typed(tmp_path, toy, stores, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    relative = type(stores["wide"]).open("wide.zarr")
+    frame = evaluate(PreparedDataset.open(toy.path), [relative], cell_lines=["K-562"], folds=[0], baselines=False).results
+    assert set(frame[frame.embedding == "wide"].store_path) == {str(tmp_path / "wide.zarr")}

@@ -1,9 +1,11 @@
 """`embhub evaluate` end to end through the CLI, then `embhub report` from the saved results."""
 
+import ast
 import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from embhub.cli import app
@@ -33,7 +35,15 @@ def test_evaluate_writes_table_layout_plots_and_report_rerenders(tmp_path, toy, 
     wide = frame[(frame.embedding == "wide-model") & (frame.metric == "L2")]
     assert (wide.store_id.str.len() == 16).all() and wide.store_path.str.endswith("default-abc.zarr").all()
     layout = pd.read_csv(out / "study_layout.csv")
-    assert list(layout.columns) == ["dataset", "fold", "name", "L2", "MSE", "MAE", "Spearman", "Pearson", "cell_line"]
+    assert list(layout.columns) == ["dataset", "fold", "metrics", "name", "primary_metric", "L2", "MSE", "MAE", "Spearman",
+                                    "Pearson", "cell_line", "simulated"]
+    assert layout.simulated.all() and (layout.primary_metric == "L2").all()
+    knn = layout[layout.name == "knn_baseline_wide-model"].iloc[0]
+    scores = ast.literal_eval(knn.metrics)  # the CSV's columns keep 16 significant digits, the literal all 17
+    assert scores.pop("primary_metric") == "L2"
+    assert scores == pytest.approx({m: knn[m] for m in ("L2", "MSE", "MAE", "Spearman", "Pearson")}, rel=1e-14)
+    ceiling = layout[layout.name == "Experimental error (quantile 0.9)"].iloc[0]
+    assert ast.literal_eval(ceiling.metrics) == {"primary_metric": "L2", "L2": pytest.approx(ceiling.L2, rel=1e-14)}
     assert {"knn_baseline_wide-model", "context mean baseline", "no change baseline", "knn_baseline_random", "knn_baseline_pca",
             "Experimental error (quantile 0.9)"} <= set(layout.name)
     assert set(layout.fold) == {"K-562.0", "K-562.1"}
@@ -48,7 +58,7 @@ def test_evaluate_writes_table_layout_plots_and_report_rerenders(tmp_path, toy, 
             assert (out / f"{stem}.{extension}").stat().st_size > 1000
 
     summary = pd.read_csv(out / "summary.csv")
-    k562 = summary[summary.cell_line == "K-562"].set_index("embedding")
+    k562 = summary[(summary.cell_line == "K-562") & (summary.metric == "L2") & (summary.subset == "all")].set_index("embedding")
     cm_median = k562.loc[R.CONTEXT_MEAN, "median"]
     ceiling_median = k562.loc[R.CEILING, "median"]
     model_median = k562.loc["wide-model", "median"]

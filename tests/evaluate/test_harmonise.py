@@ -2,10 +2,12 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from embhub.cli import app
 from embhub.datasets.prepared import PreparedDataset
+from embhub.errors import StoreError
 from embhub.evaluate.runner import evaluate
 from embhub.identity.genes import load_gene_identity
 from tests.evaluate.conftest import build_dataset, build_store, informative_vectors
@@ -54,3 +56,39 @@ def test_all_takes_every_gene_store_and_reports_skipped(tmp_path, toy, isolated_
     assert "skipped" in result.output and "drug store" in result.output
     frame = pd.read_parquet(out / "results.parquet")
     assert "gene-a" in set(frame.embedding) and "drug-b" not in set(frame.embedding)
+
+
+def test_ids_naming_the_same_gene_keep_the_closest_match_and_report_the_others(tmp_path):
+    toy = build_dataset(tmp_path / "real.zarr", cell_lines=("K-562",), with_deg=False)
+    ensembl, symbols = _real_genes(len(toy.pert_ids))
+    import zarr
+
+    group = zarr.open_group(str(toy.path), mode="r+")
+    group["cell_lines/K-562/pert_ids"][:] = ensembl.astype(object)
+    vectors = informative_vectors(toy, 30, 4)
+    by_symbol = build_store(tmp_path / "sym.zarr", symbols, vectors, "by-symbol", key_namespace="hgnc_symbol")
+    lower = symbols[:3].astype(object)
+    lowered = np.array([s.lower() for s in lower])
+    assert not any(s == l for s, l in zip(lower, lowered))
+    # the lower-case copies come first in the store and hold other vectors: the approved symbols must still win
+    keys = np.concatenate([lowered, symbols])
+    colliding = build_store(tmp_path / "collide.zarr", keys, np.vstack([-vectors[:3] + 5.0, vectors]), "collide",
+                            key_namespace="hgnc_symbol")
+    evaluation = evaluate(PreparedDataset.open(toy.path), [by_symbol, colliding], folds=[0], baselines=False)
+    frame = evaluation.results
+    values = frame[frame.subset == "all"].pivot_table(index="metric", columns="embedding", values="value")
+    np.testing.assert_allclose(values["collide"], values["by-symbol"], rtol=0, atol=1e-12)
+    coverage = evaluation.coverage.set_index("embedding")
+    assert coverage.loc["collide", "superseded_store_ids"] == 3 and coverage.loc["by-symbol", "superseded_store_ids"] == 0
+
+    capitalised = np.array([s[0] + s[1:].lower() for s in lower])
+    tied_keys = np.concatenate([lowered[:1], capitalised[:1], symbols[1:]])
+    tied = build_store(tmp_path / "tied.zarr", tied_keys, np.vstack([vectors[:1], vectors[:1] + 1.0, vectors[1:]]), "tied",
+                       key_namespace="hgnc_symbol")
+    with pytest.raises(StoreError, match=f"the ids '{lowered[0]}' and '{capitalised[0]}' both name gene {ensembl[0]} "
+                                         "and hold different vectors; keep one of them"):
+        evaluate(PreparedDataset.open(toy.path), [tied], folds=[0], baselines=False)
+    same = build_store(tmp_path / "same.zarr", tied_keys, np.vstack([vectors[:1], vectors[:1], vectors[1:]]), "same",
+                       key_namespace="hgnc_symbol")
+    coverage = evaluate(PreparedDataset.open(toy.path), [same], folds=[0], baselines=False).coverage
+    assert coverage.iloc[0]["superseded_store_ids"] == 1 and coverage.iloc[0]["n_covered"] == len(ensembl)

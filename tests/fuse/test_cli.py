@@ -31,7 +31,8 @@ def fuse_output(screen, tmp_path_factory):
 def test_fusion_rows_join_the_evaluate_table(fuse_output):
     out, result = fuse_output
     table = load_results(out)
-    assert set(table.method) == {"knn", "fusion"}
+    assert set(table.method) == {"knn", "fusion", "baseline"}
+    assert set(table[table.method == "baseline"].embedding) == {"context_mean"}  # scored even without baselines
     assert {"store_a", "fusion[store_a+store_b+noise+half]", "concat[store_a+store_b+noise+half]"} <= set(table.embedding)
     assert set(table.fold) == {0}
     assert "mean L2 over folds" in result.stdout and "noise" in result.stdout
