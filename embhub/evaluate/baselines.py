@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from embhub.evaluate.projection import gram_pca_scores, pca_scores
+from embhub.evaluate.projection import pca_scores
 
 
 def random_embeddings(n_train: int, n_test: int, dim: int, seed: int, cell_line: str, fold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -27,13 +27,6 @@ def idealized_embeddings(y_train: np.ndarray, y_test: np.ndarray, n_components: 
     """PCA(n_components) scores of ``concat(y_train, y_test)``, split back into train and test rows."""
     scores = pca_scores(np.vstack([y_train, y_test]), n_components)
     return scores[: len(y_train)], scores[len(y_train) :]
-
-
-def idealized_embeddings_from_gram(gram: np.ndarray, n_train: int, n_components: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`idealized_embeddings` from the Gram matrix of ``concat(y_train, y_test)`` (which the fold
-    computes anyway: its training block is the kNN's response Gram)."""
-    scores = gram_pca_scores(gram, n_components)
-    return scores[:n_train], scores[n_train:]
 
 
 def most_frequent_class(labels: np.ndarray) -> np.ndarray:

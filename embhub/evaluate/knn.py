@@ -170,15 +170,16 @@ def knn_cv_predict(
     grid = usable_grid(tuple(k_grid), projections.smallest_fit)
     k_max = max(grid)
 
-    def validation_l2_sum(task) -> np.ndarray:
+    def validation_l2(task) -> np.ndarray:
         (tr, va, train_scores, validation_scores), rows = task
         neighbours = sorted_neighbours(train_scores, validation_scores[rows], k_max)
-        return l2_for_every_k(gram, train_rows[va[rows]], train_rows[tr][neighbours], grid).sum(axis=0)
+        return l2_for_every_k(gram, train_rows[va[rows]], train_rows[tr][neighbours], grid)
 
     pieces = 1 if workers <= 1 else 2  # halves of each split even out five splits on two threads
     tasks = [(split, rows) for split in projections.splits for rows in row_blocks(len(split[1]), pieces)]
-    sums = np.reshape(parallel_map(validation_l2_sum, tasks, workers), (len(projections.splits), pieces, len(grid)))
-    split_means = sums.sum(axis=1) / np.array([len(va) for _, va, _, _ in projections.splits])[:, None]
+    per_row = parallel_map(validation_l2, tasks, workers)
+    # each split's mean over all its rows at once: the same sums whether it ran in one piece or two
+    split_means = np.stack([np.concatenate(per_row[i * pieces : (i + 1) * pieces]).mean(axis=0) for i in range(len(projections.splits))])
     scores = -split_means.mean(axis=0)
     best = int(np.argmax(scores))
     k = grid[best]

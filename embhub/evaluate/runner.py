@@ -22,13 +22,12 @@ from embhub.errors import InputError, StoreError
 from embhub.evaluate import results as R
 from embhub.evaluate.baselines import (
     idealized_embeddings,
-    idealized_embeddings_from_gram,
     most_frequent_class,
     random_embeddings,
 )
 from embhub.evaluate.coverage import AlignedStore, align_store, coverage_rows
 from embhub.evaluate.device_knn import cuda_device, fit_projections, knn_predict
-from embhub.evaluate.folds import FoldData
+from embhub.evaluate.folds import FoldData, LineResponses
 from embhub.evaluate.knn import CVProjections, knn_cv_predict
 from embhub.evaluate.metrics import deg_scores
 from embhub.evaluate.parallel import one_blas_thread, parallel_map, resolve_jobs
@@ -124,8 +123,9 @@ def evaluate(
         deg_labels = line.deg if deg else None
         deg_mask = line.deg_mask if deg else None
         deg_ceiling = _deg_ceiling(line, settings.deg_ceiling_quantile) if deg else None
+        shared = LineResponses(lfc)
         for fold in chosen:
-            fold_data = FoldData.from_arrays(name, fold, pert_ids, line_folds, lfc, deg_labels, deg_mask, ceiling)
+            fold_data = FoldData.from_arrays(name, fold, pert_ids, line_folds, lfc, deg_labels, deg_mask, ceiling, shared)
             rows.extend(_evaluate_fold(context, fold_data, aligned, baselines, jobs))
             if deg:
                 ceiling_scores = None if deg_ceiling is None else {m: v[fold] for m, v in deg_ceiling.items()}
@@ -230,8 +230,6 @@ def _evaluate_fold(context: _Context, fold: FoldData, aligned: list[AlignedStore
     for a in aligned:
         common &= np.array([pid in a.vectors for pid in fold.test_ids], dtype=bool)
     everything = np.ones(len(fold.test_ids), bool)
-    if baselines:
-        _ = fold.all_response_gram  # the idealized control's Gram; response_gram is its training block
     _ = fold.response_gram, fold.test_truth, fold.context_mean  # computed once (BLAS on every core), then shared
     # the idealized control's eigensolve too: beside the stores' kNN on a 2-core machine it ran twice as slowly
     ideal = _idealized_embeddings(context, fold) if baselines else None
@@ -259,11 +257,15 @@ def _evaluate_fold(context: _Context, fold: FoldData, aligned: list[AlignedStore
         return _estimator_rows(context, fold, a.name, x_train, x_test, np.flatnonzero(covered_train), covered_test, common,
                                settings.pca_components, {"dim": a.dim}, aligned=a, workers=workers)
 
-    tasks += [lambda workers, a=a: one_store(a, workers) for a in aligned]
-    inner = jobs if len(tasks) < jobs else 1
+    store_tasks = [lambda workers, a=a: one_store(a, workers) for a in aligned]
     with one_blas_thread(jobs):
-        for task_rows in parallel_map(lambda task: task(inner), tasks, jobs):
-            rows += task_rows
+        if len(store_tasks) >= jobs:
+            batches = [(tasks + store_tasks, 1)]
+        else:  # fewer stores than workers: the controls side by side first, then each store's splits on several
+            batches = [(tasks, 1), (store_tasks, jobs // max(1, len(store_tasks)))]
+        for batch, inner in batches:
+            for task_rows in parallel_map(lambda task: task(inner), batch, jobs):
+                rows += task_rows
     return rows
 
 
@@ -277,7 +279,7 @@ def _random_rows(context: _Context, fold: FoldData, everything: np.ndarray, comm
 
 def _idealized_embeddings(context: _Context, fold: FoldData) -> tuple[np.ndarray, np.ndarray]:
     n_ideal = min(context.settings.pca_components, len(fold.train_ids) + len(fold.test_ids), fold.y_train.shape[1])
-    return idealized_embeddings_from_gram(fold.all_response_gram, len(fold.train_ids), n_ideal)
+    return fold.idealized_embeddings(n_ideal)
 
 
 def _idealized_rows(context: _Context, fold: FoldData, embeddings: tuple[np.ndarray, np.ndarray], everything: np.ndarray,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from embhub.evaluate import eigen
-from embhub.evaluate.folds import FoldData
+from embhub.evaluate.folds import FoldData, LineResponses
 from embhub.evaluate.knn import l2_for_every_k, mean_of_neighbours
 from embhub.evaluate.metrics import Centred, lfc_metrics, row_ranks
 from embhub.evaluate.parallel import pipeline_map
@@ -70,6 +70,32 @@ def test_all_response_gram_holds_the_response_gram_and_the_truth_is_the_same_in_
     whole = Centred.of(plain.y_test)
     for field in ("values", "values_norm", "ranks", "ranks_norm", "constant"):
         np.testing.assert_array_equal(getattr(plain.test_truth, field), getattr(whole, field))
+
+
+def test_a_cell_lines_folds_share_its_gram_and_idealized_scores_and_equal_the_per_fold_computation(monkeypatch):
+    from embhub.evaluate import folds as folds_module
+    from embhub.evaluate.baselines import idealized_embeddings
+
+    rng = np.random.default_rng(8)
+    pert_ids = np.array([f"P{i}" for i in range(60)])
+    lfc = rng.normal(size=(60, 40)).astype(np.float32)
+    folds = np.arange(60) % 5
+    folds[:4] = -1  # in no test fold: always training
+    solves = []
+    counted = folds_module.gram_pca_scores
+    monkeypatch.setattr(folds_module, "gram_pca_scores", lambda *args: solves.append(1) or counted(*args))
+    line = LineResponses(lfc)
+    for fold in range(5):
+        shared = FoldData.from_arrays("K-562", fold, pert_ids, folds, lfc, line=line)
+        alone = FoldData.from_arrays("K-562", fold, pert_ids, folds, lfc)
+        np.testing.assert_array_equal(shared.y_train, alone.y_train)
+        np.testing.assert_array_equal(shared.y_test, alone.y_test)
+        np.testing.assert_allclose(shared.response_gram, alone.y_train @ alone.y_train.T, rtol=1e-12)
+        ours = np.vstack(shared.idealized_embeddings(7))
+        expected = np.vstack(idealized_embeddings(alone.y_train, alone.y_test, 7))
+        np.testing.assert_allclose(ours @ ours.T, expected @ expected.T, atol=1e-10)  # same subspace, same scores up to sign
+        np.testing.assert_allclose(np.abs(ours), np.abs(expected), atol=1e-10)
+    assert len(solves) == 1  # one eigensolve for the five folds
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
