@@ -146,7 +146,8 @@ def evaluate(
         "fallback": fallback,
         "knn_device": str(context.knn_device or "cpu"),
         "protocol": settings.as_dict(),
-        "stores": [{"name": a.name, "path": a.path, "store_id": a.store_id, "dim": a.dim} for a in aligned],
+        "stores": [{"name": a.name, "path": a.path, "store_id": a.store_id, "dim": a.dim, "unmapped_ids": a.unmapped,
+                    "superseded_ids": {dropped: kept for dropped, kept in a.superseded}} for a in aligned],
         "deviations": [
             "PCA is exact (svd 'full'-equivalent), not the study's unseeded 'auto' solver",
             f"random embeddings are seeded ({settings.random_seed}, cell line, fold)",

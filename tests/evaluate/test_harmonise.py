@@ -71,8 +71,8 @@ def test_ids_naming_the_same_gene_keep_the_closest_match_and_report_the_others(t
     lowered = np.array([s.lower() for s in lower])
     assert not any(s == l for s, l in zip(lower, lowered))
     # the lower-case copies come first in the store and hold other vectors: the approved symbols must still win
-    keys = np.concatenate([lowered, symbols])
-    colliding = build_store(tmp_path / "collide.zarr", keys, np.vstack([-vectors[:3] + 5.0, vectors]), "collide",
+    keys = np.concatenate([lowered, symbols, ["NO-SUCH-GENE-XYZ"]])
+    colliding = build_store(tmp_path / "collide.zarr", keys, np.vstack([-vectors[:3] + 5.0, vectors, vectors[:1]]), "collide",
                             key_namespace="hgnc_symbol")
     evaluation = evaluate(PreparedDataset.open(toy.path), [by_symbol, colliding], folds=[0], baselines=False)
     frame = evaluation.results
@@ -80,6 +80,9 @@ def test_ids_naming_the_same_gene_keep_the_closest_match_and_report_the_others(t
     np.testing.assert_allclose(values["collide"], values["by-symbol"], rtol=0, atol=1e-12)
     coverage = evaluation.coverage.set_index("embedding")
     assert coverage.loc["collide", "superseded_store_ids"] == 3 and coverage.loc["by-symbol", "superseded_store_ids"] == 0
+    recorded = {store["name"]: store for store in evaluation.metadata["stores"]}
+    assert recorded["collide"]["superseded_ids"] == dict(zip(lowered, lower))  # which id gave way to which
+    assert recorded["collide"]["unmapped_ids"] == ["NO-SUCH-GENE-XYZ"] and coverage.loc["collide", "unmapped_store_ids"] == 1
 
     capitalised = np.array([s[0] + s[1:].lower() for s in lower])
     tied_keys = np.concatenate([lowered[:1], capitalised[:1], symbols[1:]])
