@@ -82,7 +82,7 @@ def _gene_matches(store: Any, store_keys: list[str]) -> list[tuple[str, int] | N
 
 
 def _row_of_each_gene(store: Any, store_keys: list[str], matches: list[tuple[str, int] | None],
-                      label: str) -> tuple[dict[str, int], list[tuple[str, int]]]:
+                      label: str) -> tuple[dict[str, int], list[tuple[int, int]]]:
     """``({Ensembl id: store row}, [(superseded row, row used instead)])``: each gene's closest store id."""
     rows_of_gene: dict[str, list[int]] = {}
     for row, match in enumerate(matches):
