@@ -44,9 +44,13 @@ class AlignedStore:
     superseded: list[tuple[str, str]] = field(default_factory=list)
     """(store id, the store id used instead): ids that mapped to a gene another, closer id also maps to."""
 
+    def covers(self, pert_ids: Sequence[str]) -> np.ndarray:
+        """Which of ``pert_ids`` have a vector: a mask ``(n,)``."""
+        return np.array([pid in self.vectors for pid in pert_ids], dtype=bool)
+
     def rows(self, pert_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(covered mask ``(n,)``, vectors ``(n_covered, dim)`` float64) for ``pert_ids`` in order."""
-        covered = np.array([pid in self.vectors for pid in pert_ids], dtype=bool)
+        covered = self.covers(pert_ids)
         if not covered.any():
             return covered, np.zeros((0, self.dim))
         return covered, np.stack([self.vectors[pid] for pid, c in zip(pert_ids, covered) if c]).astype(np.float64)
@@ -226,7 +230,7 @@ def align_store(store: Any, dataset: Any, pert_ids: Sequence[str]) -> AlignedSto
 
 def coverage_rows(aligned: AlignedStore, cell_line: str, pert_ids: Sequence[str]) -> dict[str, Any]:
     """One coverage record: how many of a cell line's perturbations the store has a vector for."""
-    covered = sum(1 for pid in pert_ids if pid in aligned.vectors)
+    covered = int(aligned.covers(pert_ids).sum())
     total = len(pert_ids)
     return {
         "embedding": aligned.name,

@@ -20,11 +20,7 @@ import pandas as pd
 
 from embhub.errors import InputError, StoreError
 from embhub.evaluate import results as R
-from embhub.evaluate.baselines import (
-    idealized_embeddings,
-    most_frequent_class,
-    random_embeddings,
-)
+from embhub.evaluate.baselines import idealized_embeddings, most_frequent_class, random_embeddings
 from embhub.evaluate.coverage import AlignedStore, align_store, coverage_rows
 from embhub.evaluate.device_knn import cuda_device, fit_projections, knn_predict
 from embhub.evaluate.folds import FoldData, LineResponses
@@ -44,6 +40,18 @@ class Evaluation:
     results: pd.DataFrame
     coverage: pd.DataFrame
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Unit:
+    """One cell line to evaluate: its arrays read once, and the folds chosen."""
+
+    name: str
+    line: Any
+    pert_ids: np.ndarray
+    folds: np.ndarray
+    deg_mask: np.ndarray | None
+    chosen: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -95,36 +103,33 @@ def evaluate(
     settings = settings or settings_for(dataset.name, dataset.manifest)
     context = _Context(dataset, R.manifest_id(dataset.manifest), settings, estimators, fallback, device, cuda_device(device))
 
-    all_ids = sorted({pid for line in lines.values() for pid in line.pert_ids})
+    units = [_Unit(name, line, line.pert_ids, line.folds, line.deg_mask if deg else None) for name, line in lines.items()]
+    all_ids = sorted({pid for unit in units for pid in unit.pert_ids})
     aligned = [align_store(store, dataset, all_ids) for store in stores]
     _name_apart(aligned)
 
     rows: list[dict[str, Any]] = []
     coverage: list[dict[str, Any]] = []
-    units = []
-    for name, line in lines.items():
-        line_folds = line.folds
-        available = sorted(int(f) for f in set(line_folds.tolist()) if f >= 0)
-        chosen = available if folds is None else list(folds)
-        for fold in chosen:
+    for unit in units:
+        available = sorted(int(f) for f in set(unit.folds.tolist()) if f >= 0)
+        unit.chosen = available if folds is None else list(folds)
+        for fold in unit.chosen:
             if fold not in available:
                 raise InputError(
-                    f"cell line '{name}' of dataset '{dataset.name}' has no fold {fold} (folds: {', '.join(map(str, available))})"
+                    f"cell line '{unit.name}' of dataset '{dataset.name}' has no fold {fold} (folds: {', '.join(map(str, available))})"
                 )
-        pert_ids = line.pert_ids
-        coverage.extend(coverage_rows(a, name, pert_ids) for a in aligned)
-        units.append((name, line, chosen))
-    _check_training_coverage(units, aligned, deg)
-    total = sum(len(chosen) for _, _, chosen in units)
+        coverage.extend(coverage_rows(a, unit.name, unit.pert_ids) for a in aligned)
+    _check_training_coverage(units, aligned)
+    total = sum(len(unit.chosen) for unit in units)
     done = 0
-    for name, line, chosen in units:
-        lfc, pert_ids, line_folds = line.lfc, line.pert_ids, line.folds
+    for unit in units:
+        name, line, pert_ids, line_folds, deg_mask = unit.name, unit.line, unit.pert_ids, unit.folds, unit.deg_mask
+        lfc = line.lfc
         ceiling = line.ceiling_l2(settings.ceiling_quantile) if line.has_ceiling else None
         deg_labels = line.deg if deg else None
-        deg_mask = line.deg_mask if deg else None
         deg_ceiling = _deg_ceiling(line, settings.deg_ceiling_quantile) if deg else None
         shared = LineResponses(lfc)
-        for fold in chosen:
+        for fold in unit.chosen:
             fold_data = FoldData.from_arrays(name, fold, pert_ids, line_folds, lfc, deg_labels, deg_mask, ceiling, shared)
             rows.extend(_evaluate_fold(context, fold_data, aligned, baselines, jobs))
             if deg:
@@ -172,22 +177,21 @@ def _name_apart(aligned: list[AlignedStore]) -> None:
             a.name = f"{a.name}@{a.store_id[:8]}"
 
 
-def _check_training_coverage(units, aligned: list[AlignedStore], deg: bool) -> None:
-    """Before any fitting: every store must cover enough training perturbations of every evaluated fold."""
-    for name, line, chosen in units:
-        line_folds, pert_ids = line.folds, line.pert_ids
-        labelled = line.deg_mask if deg else None
+def _check_training_coverage(units: list[_Unit], aligned: list[AlignedStore]) -> None:
+    """Before any fitting: every store must cover enough training perturbations of every evaluated fold
+    (DEG-labelled ones too when the unit carries DEG labels)."""
+    for unit in units:
         for a in aligned:
-            covered = np.array([pid in a.vectors for pid in pert_ids], dtype=bool)
-            for fold in chosen:
-                train = line_folds != fold
+            covered = a.covers(unit.pert_ids)
+            for fold in unit.chosen:
+                train = unit.folds != fold
                 counts = [("", int((covered & train).sum()))]
-                if labelled is not None:
-                    counts.append(("DEG-labelled ", int((covered & train & labelled).sum())))
+                if unit.deg_mask is not None:
+                    counts.append(("DEG-labelled ", int((covered & train & unit.deg_mask).sum())))
                 for kind, count in counts:
                     if count < MIN_TRAINING:
                         raise StoreError(
-                            f"store '{a.name}' covers only {count} {kind}training perturbations of {name} fold {fold}; "
+                            f"store '{a.name}' covers only {count} {kind}training perturbations of {unit.name} fold {fold}; "
                             f"at least {MIN_TRAINING} are needed: leave the store out or choose other folds or cell lines"
                         )
 
@@ -229,7 +233,7 @@ def _evaluate_fold(context: _Context, fold: FoldData, aligned: list[AlignedStore
     settings = context.settings
     common = np.ones(len(fold.test_ids), bool)
     for a in aligned:
-        common &= np.array([pid in a.vectors for pid in fold.test_ids], dtype=bool)
+        common &= a.covers(fold.test_ids)
     everything = np.ones(len(fold.test_ids), bool)
     _ = fold.response_gram, fold.test_truth, fold.context_mean  # computed once (BLAS on every core), then shared
     # the idealized control's eigensolve too: beside the stores' kNN on a 2-core machine it ran twice as slowly
@@ -341,7 +345,7 @@ def _evaluate_fold_deg(context: _Context, fold: FoldData, aligned: list[AlignedS
         return []
     common = np.ones(len(test_ids), bool)
     for a in aligned:
-        common &= np.array([pid in a.vectors for pid in test_ids], dtype=bool)
+        common &= a.covers(test_ids)
     everything = np.ones(len(test_ids), bool)
     prior = most_frequent_class(labels_train)
 

@@ -119,7 +119,7 @@ def load_fusion_data(
     sources, present, info = [], [], []
     for store in stores:
         aligned = align_store(store, dataset, list(pert_ids))
-        found = np.array([pid in aligned.vectors for pid in pert_ids], dtype=bool)
+        found = aligned.covers(pert_ids)
         matrix = np.zeros((len(pert_ids), aligned.dim), dtype=np.float32)
         if found.any():
             matrix[found] = np.stack([aligned.vectors[pid] for pid in pert_ids[found]])
