@@ -34,7 +34,15 @@ def test_deg_scores_equal_sklearn_per_gene():
     assert scores["precision"] == pytest.approx(_sklearn_macro_over_present(precision_score, truth, predicted), abs=1e-12)
 
 
-def test_logistic_model_matches_sklearn_balanced_multinomial():
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not _cuda_available(), reason="needs a CUDA GPU"))])
+def test_logistic_model_matches_sklearn_balanced_multinomial(device):
     """Per gene, the study's objective (balanced weighted-mean CE averaged over G genes + ‖W‖²/C) is
     sklearn's balanced multinomial logistic regression with C_sklearn = C / (2 n G)."""
     rng = np.random.default_rng(0)
@@ -42,7 +50,7 @@ def test_logistic_model_matches_sklearn_balanced_multinomial():
     x = rng.normal(size=(n, d))
     scores = x @ rng.normal(size=(d, n_genes)) * 1.5 + rng.normal(size=(n, n_genes))
     labels = np.where(scores > 0.8, 1, np.where(scores < -0.8, -1, 0))
-    weights, bias = fit_logistic(x, labels, c, device="cpu")
+    weights, bias = fit_logistic(x, labels, c, device=device)
     logits = (x @ weights.T + bias).reshape(n, n_genes, 3)
     ours = np.exp(logits - logits.max(axis=2, keepdims=True))
     ours /= ours.sum(axis=2, keepdims=True)

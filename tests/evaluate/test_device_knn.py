@@ -65,3 +65,26 @@ def test_no_nvidia_driver_means_no_torch_import_for_auto(monkeypatch):
     monkeypatch.setattr(os.path, "exists", lambda path: False)
     assert device_knn.cuda_device("auto") is None
     assert device_knn.cuda_device("cpu") is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_evaluate_on_a_cuda_gpu_gives_the_cpu_table(toy, stores):
+    """The real GPU, two worker threads (the device's linear-algebra library loads lazily, which fails when
+    threads race to it), kNN and the DEG logistic model on CUDA against the CPU run of the same data."""
+    from embhub.datasets.prepared import PreparedDataset
+    from embhub.evaluate.protocol import ProtocolSettings
+
+    dataset = PreparedDataset.open(toy.path)
+    chosen = [stores["wide"], stores["partial"]]
+    settings = ProtocolSettings(c_grid=(1e3,))
+    reference = evaluate(dataset, chosen, folds=[0, 2], jobs=2, deg=True, settings=settings, device="cpu")
+    on_gpu = evaluate(dataset, chosen, folds=[0, 2], jobs=2, deg=True, settings=settings, device="cuda")
+    assert on_gpu.metadata["knn_device"].startswith("cuda") and reference.metadata["knn_device"] == "cpu"
+    keys = ["cell_line", "fold", "method", "embedding", "metric", "subset"]
+    a = reference.results.sort_values(keys).reset_index(drop=True)
+    b = on_gpu.results.sort_values(keys).reset_index(drop=True)
+    np.testing.assert_array_equal(a[keys].to_numpy(), b[keys].to_numpy())
+    classified = a.metric.isin(["F1", "recall", "precision"]).to_numpy()
+    np.testing.assert_allclose(a.value[~classified], b.value[~classified], rtol=1e-9, equal_nan=True)
+    # float32 L-BFGS on two devices: a class can flip where a logit is a near tie, nothing more
+    np.testing.assert_allclose(a.value[classified], b.value[classified], atol=0.02)

@@ -75,7 +75,7 @@ def bert():
 
 
 def write_registry(tmp_path, **parameters):
-    values = {"architecture": "bert", "tokenizer": "smiles-regex", **parameters}
+    values = {"architecture": "bert", "tokenizer": "smiles-regex", "device": "cpu", **parameters}
     inline = ", ".join(f"{k}: {v}" for k, v in values.items())
     path = tmp_path / "registry.yaml"
     path.write_text(
@@ -114,7 +114,7 @@ def test_store_equals_direct_forward_and_bad_smiles_are_recorded(tmp_path, bert)
 @pytest.fixture(scope="module")
 def provider():
     return SmilesTransformer(
-        SmilesTransformer.Parameters(checkpoint=CHECKPOINT, architecture="bert", tokenizer="smiles-regex")
+        SmilesTransformer.Parameters(checkpoint=CHECKPOINT, architecture="bert", tokenizer="smiles-regex", device="cpu")
     )
 
 

@@ -83,7 +83,8 @@ def expected_vectors(directory, smiles_by_name, pooling, layer):
 @pytest.mark.parametrize("pooling,layer", [("mean", -1), ("cls", -1), ("mean", 1)])
 def test_vectors_equal_direct_forward_through_own_tokenizer(chemberta_like, pooling, layer):
     provider = SmilesTransformer(
-        SmilesTransformer.Parameters(checkpoint=str(chemberta_like), pooling=pooling, layer=layer, forward_batch_size=2)
+        SmilesTransformer.Parameters(checkpoint=str(chemberta_like), pooling=pooling, layer=layer, forward_batch_size=2,
+                                     device="cpu")
     )
     result = provider.embed([Item(name, smiles) for name, smiles in MOLECULES.items()])
     assert result.input_ids == list(MOLECULES) and not result.failures
@@ -99,7 +100,8 @@ def test_extraction_through_cli_reports_overlong_and_invalid_smiles(tmp_path, ch
     table = tmp_path / "drugs.csv"
     table.write_text("id,smiles\naspirin,CC(=O)Oc1ccccc1C(=O)O\nlong," + long_chain + "\nbroken,c1ccc\n")
     registry = tmp_path / "registry.yaml"
-    registry.write_text(f"models:\n  tiny:\n    provider: smiles-transformer\n    checkpoint: {chemberta_like}\n")
+    registry.write_text(f"models:\n  tiny:\n    provider: smiles-transformer\n    checkpoint: {chemberta_like}\n"
+                        "    parameters: {device: cpu}\n")
     out = tmp_path / "tiny.zarr"
     outcome = run_cli("extract", "-m", "tiny", "-i", table, "-o", out, "--registry", registry)
     assert outcome.exit_code == 0, outcome
@@ -112,3 +114,16 @@ def test_extraction_through_cli_reports_overlong_and_invalid_smiles(tmp_path, ch
     np.testing.assert_allclose(store.vectors()[0], expected, atol=1e-5)
     names = {f.split("/")[-1] for f in (entry["path"] for entry in store.manifest["checkpoint"]["files"])}
     assert {"config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer_config.json"} <= names
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_half_precision_vectors_follow_the_cpu_fp32_ones(chemberta_like):
+    items = [Item(name, smiles) for name, smiles in MOLECULES.items()]
+    cpu = SmilesTransformer(SmilesTransformer.Parameters(checkpoint=str(chemberta_like), device="cpu")).embed(items)
+    gpu = SmilesTransformer(SmilesTransformer.Parameters(checkpoint=str(chemberta_like), device="cuda"))
+    half = gpu.embed(items)
+    assert half.input_ids == cpu.input_ids == list(MOLECULES)
+    assert gpu.provenance()["torch_dtype"] in ("bfloat16", "float16")
+    a, b = half.vectors, cpu.vectors
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.999
