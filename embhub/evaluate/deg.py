@@ -7,7 +7,7 @@ genes, plus ``‖W‖²_F / C`` (bias not penalised). Optimiser: full-batch L-BF
 Wolfe line search, one ``step``. C is chosen from the grid by an unshuffled 5-fold CV scored by the macro
 F1 of :func:`embhub.evaluate.metrics.deg_scores`, each inner split refitting scaler and PCA.
 
-The objective and its gradient are computed in closed form (:func:`_loss_and_gradient`), not by autograd.
+The objective and its gradient are computed in closed form (:class:`_Objective`), not by autograd.
 Runs on a GPU when one is present (:func:`embhub.accel.pick_device`), always in float32: L-BFGS line
 searches are unreliable in half precision. The initial weights are seeded (the study's were not).
 """
@@ -23,6 +23,7 @@ from embhub.evaluate.projection import ScaledPCA, inner_kfold
 
 LOGISTIC_MAX_ITER = 100
 LOGISTIC_SEED = 0
+CPU_ROWS_PER_BLOCK = 64
 
 
 def fit_logistic(features: np.ndarray, labels: np.ndarray, c: float, device: str = "auto", seed: int = LOGISTIC_SEED):
@@ -31,8 +32,8 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, c: float, device: str
 
     The study's ``nn.Linear(d, 3G)`` initialisation is kept; the optimisation runs on its rows reordered
     class-major, so that each class's logits are one contiguous ``(n, G)`` plane and the loss and its gradient
-    are a few passes over those planes (:func:`_loss_and_gradient`) instead of autograd through a softmax
-    over a length-3 axis, which took more than half of each step on the CPU.
+    are a few passes over those planes (:class:`_Objective`) instead of autograd through a softmax over a
+    length-3 axis, which took more than half of each step on the CPU.
     """
     import torch
 
@@ -55,9 +56,10 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, c: float, device: str
     parameters = parameters.to(target_device).requires_grad_()
     x = torch.cat([x, torch.ones(n, 1, device=target_device)], dim=1)
     optimizer = torch.optim.LBFGS([parameters], max_iter=LOGISTIC_MAX_ITER, line_search_fn="strong_wolfe")
+    objective = _Objective(x, targets, scale, c, rows_per_block=n if target_device.type == "cuda" else CPU_ROWS_PER_BLOCK)
 
     def closure():
-        loss, parameters.grad = _loss_and_gradient(parameters.detach(), x, targets, scale, c)
+        loss, parameters.grad = objective(parameters.detach())
         return loss
 
     optimizer.step(closure)
@@ -65,28 +67,50 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, c: float, device: str
     return np.ascontiguousarray(fitted[:, :-1]), fitted[:, -1].copy()
 
 
-def _loss_and_gradient(parameters, x, targets, scale, c: float):
+class _Objective:
     """The study's objective and its gradient for class-major ``parameters (3G, d + 1)`` (weights, then the
     bias) and ``x (n, d + 1)`` ending in a column of ones: ``Σ scale · (logsumexp(logits) − logit of the true
     class) + ‖W‖²/C`` (the bias is not penalised), where ``scale (n, G)`` is each entry's weight and
     ``targets (n, 3, G)`` holds it at the entry's true class and 0 elsewhere (both fixed for a fit). The
-    logits' gradient is ``scale · softmax − targets``."""
-    import torch
+    logits' gradient is ``scale · softmax − targets``.
 
-    n, _, n_genes = targets.shape
-    logits = (x @ parameters.T).view(n, 3, n_genes)
-    top = torch.maximum(torch.maximum(logits[:, 0], logits[:, 1]), logits[:, 2])
-    gradient = torch.sub(logits, top.unsqueeze(1)).exp_()
-    total = gradient.sum(dim=1)
-    share = scale / total
-    log_partition = total.log_().add_(top)
-    weights = parameters[:, :-1]
-    loss = (torch.dot(scale.view(-1), log_partition.view(-1)) - torch.dot(targets.view(-1), logits.view(-1))
-            + weights.square().sum() / c)
-    gradient.mul_(share.unsqueeze(1)).sub_(targets)
-    parameter_gradient = gradient.view(n, 3 * n_genes).T @ x
-    parameter_gradient[:, :-1] += weights * (2.0 / c)
-    return loss, parameter_gradient
+    The logits and the gradient are written into buffers kept for the whole fit (a fresh ``(n, 3G)`` tensor
+    per evaluation cost page faults), and on the CPU the softmax passes run over ``rows_per_block`` rows at
+    a time, so that each block stays in cache through all of them (about twice as fast per evaluation on
+    two cores at Essential size; figures in ``docs/evaluate.md``). On a GPU one block is fastest.
+    """
+
+    def __init__(self, x, targets, scale, c: float, rows_per_block: int):
+        import torch
+
+        self.x, self.targets, self.scale, self.c = x, targets, scale, c
+        self.rows_per_block = max(1, rows_per_block)
+        n, _, n_genes = targets.shape
+        self.logits = torch.empty((n, 3 * n_genes), dtype=x.dtype, device=x.device)
+        self.gradient = torch.empty((3 * n_genes, x.shape[1]), dtype=x.dtype, device=x.device)
+
+    def __call__(self, parameters):
+        import torch
+
+        n, _, n_genes = self.targets.shape
+        logits = torch.matmul(self.x, parameters.T, out=self.logits).view(n, 3, n_genes)
+        loss = torch.zeros((), dtype=torch.float64, device=self.x.device)
+        for start in range(0, n, self.rows_per_block):
+            block = logits[start : start + self.rows_per_block]
+            scale = self.scale[start : start + self.rows_per_block]
+            targets = self.targets[start : start + self.rows_per_block]
+            top = torch.maximum(block[:, 0], block[:, 1])
+            torch.maximum(top, block[:, 2], out=top)
+            loss -= torch.dot(targets.reshape(-1), block.reshape(-1))
+            block.sub_(top.unsqueeze(1)).exp_()
+            total = block.sum(dim=1)
+            share = scale / total
+            loss += torch.dot(scale.reshape(-1), total.log_().add_(top).reshape(-1))
+            block.mul_(share.unsqueeze(1)).sub_(targets)
+        weights = parameters[:, :-1]
+        gradient = torch.matmul(logits.view(n, 3 * n_genes).T, self.x, out=self.gradient)
+        gradient[:, :-1] += weights * (2.0 / self.c)
+        return loss + weights.square().sum() / self.c, gradient
 
 
 def _class_major(parameter, n_genes: int):

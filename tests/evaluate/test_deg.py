@@ -61,12 +61,13 @@ def test_logistic_model_matches_sklearn_balanced_multinomial(device):
     np.testing.assert_array_equal(predict_classes(weights, bias, x), np.argmax(ours, axis=2) - 1)
 
 
-def test_loss_and_gradient_equal_autograd_of_the_study_formulation():
+@pytest.mark.parametrize("rows_per_block", [40, 16], ids=["one block", "blocks of rows"])
+def test_loss_and_gradient_equal_autograd_of_the_study_formulation(rows_per_block):
     """The study's closure (``nn.Linear`` logits viewed ``(n, G, 3)``, log-softmax, balanced weighted mean per
     gene, mean over genes, ‖W‖²/C) differentiated by autograd, against the class-major closed form."""
     import torch
 
-    from embhub.evaluate.deg import _class_major, _gene_major, _loss_and_gradient
+    from embhub.evaluate.deg import _class_major, _gene_major, _Objective
 
     rng = np.random.default_rng(1)
     n, d, n_genes, c = 40, 5, 7, 30.0
@@ -86,7 +87,8 @@ def test_loss_and_gradient_equal_autograd_of_the_study_formulation():
     scale = sample_weights / (sample_weights.sum(dim=0) * n_genes)
     targets = torch.stack([torch.where(y == k, scale, 0.0) for k in range(3)], dim=1)
     parameters = _class_major(torch.cat([weight.detach(), bias.detach()[:, None]], dim=1), n_genes)
-    loss, gradient = _loss_and_gradient(parameters, torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], dim=1), targets, scale, c)
+    objective = _Objective(torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], dim=1), targets, scale, c, rows_per_block)
+    loss, gradient = objective(parameters)
     assert float(loss) == pytest.approx(float(expected.detach()), rel=1e-12)
     gradient = _gene_major(gradient, n_genes).numpy()
     np.testing.assert_allclose(gradient[:, :-1], weight.grad.numpy(), rtol=1e-10, atol=1e-12)
