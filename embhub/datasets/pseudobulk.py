@@ -69,12 +69,14 @@ class CellTally:
 
     ``kept[(line, batch, pert_id, is_control)]``: kept cells; ``counted[(line, compound, batch)]``: perturbed
     cells counted for the plate-DEG minimum; ``first[(line, pert_id)]``: the label, compound and aliases of
-    the perturbation's first kept cell; ``excluded[reason]``: cells left out.
+    the perturbation's first kept cell; ``labels[(line, pert_id)]``: every label its kept cells carry (more than
+    one: two perturbations share a key); ``excluded[reason]``: cells left out.
     """
 
     kept: dict[tuple, int] = field(default_factory=dict)
     counted: dict[tuple, int] = field(default_factory=dict)
     first: dict[tuple, dict[str, str]] = field(default_factory=dict)
+    labels: dict[tuple, set[str]] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
     alias_columns: list[str] = field(default_factory=list)
 
@@ -94,6 +96,9 @@ class CellTally:
         firsts = cells[keep & ~control].groupby(["cell_line", "pert_id"], observed=True, sort=False)[columns].first()
         for key, row in zip(firsts.index, firsts.astype(str).to_dict("records")):
             self.first.setdefault((str(key[0]), str(key[1])), row)
+        labelled = cells[keep & ~control].groupby(["cell_line", "pert_id", "pert_label"], observed=True).size()
+        for line, pert, label in labelled.index:
+            self.labels.setdefault((str(line), str(pert)), set()).add(str(label))
 
     def line_names(self) -> list[str]:
         return sorted({key[0] for key in self.kept})
@@ -143,6 +148,7 @@ def _plan_line(name: str, tally: CellTally, dataset: Dataset, exclusions: dict[s
         raise InputError(f"cell line '{name}' has no control cells; check the control label of the raw file")
     batches = np.array(sorted({batch for (batch, _, _) in kept}))
     pert_ids = np.array(sorted({pert for (_, pert, is_control) in kept if not is_control}), dtype=str)
+    _refuse_shared_keys(name, pert_ids, tally, dataset)
     first = [tally.first[(name, pert)] for pert in pert_ids]
     labels = np.array([row["pert_label"] for row in first], dtype=str)
     batch_index = {batch: b for b, batch in enumerate(batches)}
@@ -187,6 +193,18 @@ def _plan_line(name: str, tally: CellTally, dataset: Dataset, exclusions: dict[s
                     pairs.append((p, b))
         line.deg_pairs = np.array(pairs, dtype=np.int64).reshape(-1, 2)
     return line
+
+
+def _refuse_shared_keys(name: str, pert_ids: np.ndarray, tally: CellTally, dataset: Dataset) -> None:
+    """One-line error when perturbations with different labels share one key: their cells would be pooled."""
+    for pert in pert_ids:
+        labels = sorted(tally.labels.get((name, pert), ()))
+        if len(labels) > 1:
+            raise InputError(
+                f"cell line '{name}': perturbations {', '.join(repr(label) for label in labels)} share the "
+                f"{dataset.key_namespace} key '{pert}', so their cells would be pooled into one response; "
+                "give each its own key in the raw files (or leave one out)"
+            )
 
 
 def cell_codes(plan: Plan, cells: pd.DataFrame, dataset: Dataset) -> dict[str, np.ndarray]:

@@ -58,3 +58,18 @@ def test_wrong_file_for_dataset(good, tmp_path):
 def test_missing_raw_file(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         prepare_dataset(Essential(), [tmp_path / "nope.h5ad"], tmp_path / "x.zarr")
+
+
+def test_two_drugs_sharing_one_key_are_refused_not_pooled(tmp_path):
+    """Tahoe keys drugs by PubChem CID: two drug names with one CID would pool two drugs into one response."""
+    from embhub_datasets.tahoe import Tahoe
+    from tests.datasets.layouts import tahoe_plate_files
+
+    paths, gene_list, _, _ = tahoe_plate_files(tmp_path)
+    for path in paths:
+        rewrite(path, path, lambda a: a.obs.__setitem__("pubchem_cid", a.obs["pubchem_cid"].replace(202, 101)))
+    with pytest.raises(InputError) as error:
+        prepare_dataset(Tahoe(), [*paths, gene_list], tmp_path / "x.zarr")
+    message = str(error.value)
+    assert "'DrugA'" in message and "'DrugB'" in message and "'101'" in message and "CVCL_0023" in message
+    assert "\n" not in message
