@@ -159,15 +159,15 @@ def perturbations_command(
     name: str = typer.Argument(..., help="Prepared dataset name or path."),
     out: Path = typer.Option(..., "--out", "-o", help="TSV to write: one row per perturbation (all cell lines)."),
 ) -> None:
-    """Write a prepared dataset's perturbations (id, label) as a TSV, ready as `embhub extract --input`."""
+    """Write a prepared dataset's perturbations (id, label, and aliases such as smiles) as a TSV, ready as
+    `embhub extract --input`."""
     from embhub.datasets.prepared import PreparedDataset
 
     dataset = PreparedDataset.open(name)
-    seen: dict[str, str] = {}
-    for line in dataset.cell_lines:
-        data = dataset.cell_line(line)
-        for pert_id, label in zip(data.pert_ids, data.pert_labels):
-            seen.setdefault(pert_id, label)
+    records = dataset.perturbations()
     column = "gene" if dataset.entity == "gene" else "drug"
-    out.write_text(f"id\t{column}\tlabel\n" + "".join(f"{key}\t{key}\t{label}\n" for key, label in seen.items()))
-    console.print(f"wrote {len(seen)} perturbations of {dataset.name} to {out}")
+    aliases = sorted({key for record in records for key in record} - {"id", "label", column})
+    header = ["id", column, "label", *aliases]
+    rows = [[r["id"], r["id"], r["label"], *(r.get(a, "") for a in aliases)] for r in records]
+    out.write_text("".join("\t".join(row) + "\n" for row in [header, *rows]))
+    console.print(f"wrote {len(records)} perturbations of {dataset.name} to {out}")

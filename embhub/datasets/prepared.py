@@ -229,6 +229,20 @@ class PreparedDataset:
     def n_folds(self) -> int:
         return int(self.manifest.get("n_folds", 5))
 
+    def perturbations(self) -> list[dict[str, str]]:
+        """One record per perturbation over all cell lines (first seen wins): ``id``, ``label`` and its id in
+        every alias namespace (Tahoe: ``smiles``, ``inchikey``), so a drug screen's table feeds SMILES models."""
+        records: dict[str, dict[str, str]] = {}
+        for line in self.cell_lines:
+            data = self.cell_line(line)
+            aliases = {namespace: data.pert_aliases(namespace) for namespace in data.alias_namespaces()}
+            for row, (pert_id, label) in enumerate(zip(data.pert_ids, data.pert_labels)):
+                record = records.setdefault(pert_id, {"id": pert_id, "label": label})
+                for namespace, values in aliases.items():
+                    if not record.get(namespace):
+                        record[namespace] = values[row]
+        return list(records.values())
+
     def cell_line(self, name: str) -> CellLineData:
         if name not in self.cell_lines:
             raise InputError(

@@ -42,3 +42,26 @@ def test_demo_is_labelled_simulated(tmp_path):
     assert prepared.simulated and "SIMULATED" in prepared.manifest["description"]
     assert len(prepared.cell_lines) == 2
     assert prepared.cell_line(prepared.cell_lines[0]).pert_ids[0].startswith("ENSG")
+
+
+def test_perturbations_of_a_drug_screen_feed_a_smiles_model(tmp_path):
+    """Tahoe's perturbations TSV carries the drugs' SMILES, so `embhub extract --input` embeds them as the help says."""
+    import pandas as pd
+    from rdkit import Chem
+
+    from embhub.store import EmbeddingStore
+    from tests.datasets.layouts import tahoe_plate_files
+
+    paths, gene_list, _, _ = tahoe_plate_files(tmp_path)
+    raw = [argument for path in (*paths, gene_list) for argument in ("--raw", path)]
+    assert run_cli("datasets", "prepare", "tahoe", *raw).exit_code == 0
+    table_path = tmp_path / "drugs.tsv"
+    outcome = run_cli("datasets", "perturbations", "tahoe", "--out", table_path)
+    assert outcome.exit_code == 0, outcome.stderr
+    table = pd.read_csv(table_path, sep="\t", dtype=str, keep_default_na=False)
+    assert list(table["id"]) == ["101", "202"] and list(table["label"]) == ["DrugA", "DrugB"]
+    assert list(table["smiles"]) == ["CCO", "c1ccccc1O"]
+    outcome = run_cli("extract", "--model", "morgan-2-2048", "--input", table_path, "--out", tmp_path / "m.zarr")
+    assert outcome.exit_code == 0, outcome.stderr
+    expected = {Chem.MolToInchiKey(Chem.MolFromSmiles(s)) for s in ("CCO", "c1ccccc1O")}
+    assert set(EmbeddingStore.open(tmp_path / "m.zarr").ids) == expected
