@@ -151,7 +151,14 @@ def load_fusion_data(
 
 
 def _disambiguate(info: list[SourceInfo]) -> None:
-    """Two stores of one model get ``name@<store id>`` (as ``embhub evaluate`` names them)."""
+    """Refuse a store given twice; two stores of one model get ``name@<store id>`` (as ``embhub evaluate``)."""
+    first_of: dict[str, SourceInfo] = {}
+    for item in info:
+        if item.store_id in first_of:
+            other = first_of[item.store_id]
+            where = item.path if item.path == other.path else f"{other.path} and {item.path}"
+            raise InputError(f"store '{item.name}' is given twice ({where}); give each store once")
+        first_of[item.store_id] = item
     names = [i.name for i in info]
     for item in info:
         if names.count(item.name) > 1:

@@ -78,3 +78,15 @@ def test_bad_fusion_options_are_one_red_line(screen, tmp_path, option, value, fr
                      option, value, "--out", str(tmp_path / "o"))
     assert result.exit_code == 1 and fragment in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_store_given_twice_is_one_red_line(screen, tmp_path):
+    """As in 'embhub evaluate': the same store twice would be two tokens of one source, merged in the attention
+    table and both removed by one leave-one-out step."""
+    path = str(screen.stores["store_a"].path)
+    result = run_cli("fuse", "--dataset", str(screen.dataset.path), "--stores", path, path, "--trials", "0",
+                     "--out", str(tmp_path / "o"))
+    assert result.exit_code == 1
+    assert "store 'store_a' is given twice" in result.stderr and "give each store once" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
