@@ -100,10 +100,14 @@ def run_fusion(
         raise InputError(f"trials must be 0 (no search) or more, not {trials}")
     if attention_layers not in ("last", "all"):
         raise InputError(f"attention layers '{attention_layers}' is not 'last' or 'all'")
-    skipped = []
+    skipped: dict[str, str] = {}
     if task == "deg" and (leave_one_out or concat_baseline):
-        skipped = [part for part, wanted in (("leave_one_out", leave_one_out), ("concat_baseline", concat_baseline)) if wanted]
+        wanted = (("leave_one_out", leave_one_out), ("concat_baseline", concat_baseline))
+        skipped = {part: "LFC only" for part, asked in wanted if asked}
         leave_one_out = concat_baseline = False
+    if leave_one_out and len(data.source_info) < 2:
+        skipped["leave_one_out"] = "needs at least two stores"
+        leave_one_out = False
     config = config or default_config(task)
     settings = settings or ProtocolSettings()
     name = name or fusion_name(data)
@@ -163,7 +167,7 @@ def run_fusion(
         test_covered = rows.test[data.row_covered[rows.test]]
         weights = cls_attention(trained, data, test_covered, layers=attention_layers)
         attention += attention_table(weights, data, test_covered, fold, trained.config.cell_line, attention_layers)
-        if leave_one_out and len(data.source_info) > 1:
+        if leave_one_out:
             loso += leave_one_out_rows(
                 data, fold, full_l2, lambda reduced: _retrain_without(reduced, fold, task, trained.config, train_options)
             )
@@ -193,7 +197,7 @@ def run_fusion(
             "sources": [s.__dict__ for s in data.source_info],
             "rows": data.n_rows,
             "rows_without_any_embedding": int((~data.row_covered).sum()),
-            "skipped": {part: "LFC only" for part in skipped},
+            "skipped": skipped,
         },
     )
 

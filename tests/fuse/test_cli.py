@@ -90,3 +90,17 @@ def test_a_store_given_twice_is_one_red_line(screen, tmp_path):
     assert "store 'store_a' is given twice" in result.stderr and "give each store once" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_leave_one_out_with_one_store_says_it_was_skipped(screen, tmp_path):
+    """With one store there is nothing to leave out: the run says so instead of writing an empty ablation."""
+    result = run_cli(
+        "fuse", "--dataset", str(screen.dataset.path), "--stores", str(screen.stores["store_a"].path),
+        "--trials", "0", "--fold", "0", "--max-epochs", "2", "--d-model", "16", "--n-heads", "2", "--n-layers", "1",
+        "--no-concat-baseline", "--cpu-threads", "1", "--leave-one-out", "--out", str(tmp_path),
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "skipped leave one out: needs at least two stores" in " ".join(result.stderr.split())
+    folder = tmp_path / "fusion" / "fusion_store_a"
+    assert not (folder / "leave_one_out.csv").exists()
+    assert json.loads((folder / "run.json").read_text())["skipped"] == {"leave_one_out": "needs at least two stores"}
