@@ -7,10 +7,14 @@ Layouts (``benchmark-protocol-details.md`` §9): X is the dense ``(n_perturbatio
   ``essential_deg_with_split.h5ad``), LFC file also ``symbol``;
 - norman: ``gene_id``, ``test_split`` (``norman_pseudobulk_deltas.h5ad``), one cell line, K-562;
 - sciplex3: ``drug``, ``cell_line``, ``dose``, ``fold_0..fold_4`` (``"test"`` marks the test fold);
-- tahoe: ``cell_line``, ``drug``, ``pubchem_cid``, ``canonical_smiles``, ``fold_0..fold_4``.
+- tahoe: ``cell_line``, ``drug``, ``pubchem_cid``, ``canonical_smiles``, ``fold_0..fold_4`` and the drug
+  metadata (``targets``, ``moa-broad``, ``moa-fine``, approval fields).
 
 The first file is the LFC file; an optional second is the DEG file, matched on (perturbation, cell line).
 The study's folds are kept exactly. Cell and batch counts are not in these files and are stored as −1.
+Tahoe's SMILES are kept as ``smiles`` and ``inchikey`` aliases and its drug metadata as annotations, as
+``embhub datasets prepare tahoe`` stores them, so stores keyed by InChIKey match; rows without a CID are
+left out and counted.
 """
 
 from __future__ import annotations
@@ -33,14 +37,20 @@ class StudyLayout:
     key_column: str
     label_column: str
     default_cell_line: str | None = None
+    smiles_column: str | None = None
+    annotation_columns: tuple[str, ...] = ()
 
 
 LAYOUTS = {
     "essential": StudyLayout("gene", "ensembl_gene_id", "gene_id", "symbol"),
     "norman": StudyLayout("gene", "ensembl_gene_id", "gene_id", "symbol", default_cell_line="K-562"),
     "sciplex3": StudyLayout("drug", "drug_name", "drug", "drug"),
-    "tahoe": StudyLayout("drug", "pubchem_cid", "pubchem_cid", "drug"),
+    "tahoe": StudyLayout(
+        "drug", "pubchem_cid", "pubchem_cid", "drug", smiles_column="canonical_smiles",
+        annotation_columns=("targets", "moa-broad", "moa-fine", "human-approved", "clinical-trials", "gpt-notes-approval"),
+    ),
 }
+NO_CID = "rows without a PubChem CID"
 
 
 def import_study_files(name: str, files: Sequence[Path], out: Path | None = None) -> PreparedDataset:
@@ -76,6 +86,10 @@ def import_study_files(name: str, files: Sequence[Path], out: Path | None = None
     }
     writer = PreparedDatasetWriter(out, manifest, gene_ids, symbols)
     exclusions: dict[str, int] = {}
+    unkeyed = lfc_rows["pert_id"] == ""
+    if unkeyed.any():
+        exclusions[NO_CID] = int(unkeyed.sum())
+        lfc_rows = lfc_rows[~unkeyed]
     deg_rows = _rows(deg, layout, files[1]) if deg is not None else None
     deg_matrix = _aligned_deg(deg, gene_ids, exclusions) if deg is not None else None
     for line in sorted(lfc_rows["cell_line"].unique()):
@@ -98,7 +112,9 @@ def import_study_files(name: str, files: Sequence[Path], out: Path | None = None
                 exclusions[f"{line}: DEG rows without an LFC row"] = unmatched
         n = len(rows)
         writer.add_cell_line(
-            line, rows["pert_id"], rows["pert_label"], rows["fold"], x, np.full(n, -1), np.full(n, -1), labels, mask
+            line, rows["pert_id"], rows["pert_label"], rows["fold"], x, np.full(n, -1), np.full(n, -1), labels, mask,
+            aliases=_aliases(lfc.obs, layout, rows.index.to_numpy()),
+            annotations=_annotations(lfc.obs, layout, rows.index.to_numpy()),
         )
     return writer.finish(exclusions=exclusions)
 
@@ -117,7 +133,8 @@ def _rows(adata, layout: StudyLayout, path: Path) -> pd.DataFrame:
         raise InputError(f"{path}: obs has no column 'cell_line'")
     keys = obs[layout.key_column]
     if layout.key_namespace == "pubchem_cid":
-        keys = keys.astype(float).astype(int).astype(str)
+        numbers = pd.to_numeric(pd.Series(keys.to_numpy()), errors="coerce")
+        keys = pd.Series(["" if pd.isna(v) else str(int(v)) for v in numbers])
     keys = keys.astype(str).to_numpy()
     if "dose" in obs and layout.key_namespace == "drug_name":
         labels = keys
@@ -132,6 +149,33 @@ def _rows(adata, layout: StudyLayout, path: Path) -> pd.DataFrame:
             "row": np.arange(len(obs)),
         }
     )
+
+
+def _aliases(obs: pd.DataFrame, layout: StudyLayout, rows: np.ndarray) -> dict[str, list[str]] | None:
+    """``smiles`` and ``inchikey`` (rdkit; "" where a SMILES does not parse or rdkit is missing) of ``rows``, if
+    the file has SMILES."""
+    from embhub.identity.drugs import parse_smiles
+
+    if layout.smiles_column is None or layout.smiles_column not in obs:
+        return None
+    smiles = [_text(value) for value in obs[layout.smiles_column].to_numpy()[rows]]
+    inchikeys = []
+    for value in smiles:
+        try:
+            inchikeys.append(parse_smiles(value).inchikey)
+        except (ValueError, ImportError):
+            inchikeys.append("")
+    return {"smiles": smiles, "inchikey": inchikeys}
+
+
+def _annotations(obs: pd.DataFrame, layout: StudyLayout, rows: np.ndarray) -> dict[str, list[str]] | None:
+    """The descriptive columns of ``rows`` the file has (Tahoe: targets, moa-broad, moa-fine, approval)."""
+    present = [c for c in layout.annotation_columns if c in obs]
+    return {c: [_text(v) for v in obs[c].to_numpy()[rows]] for c in present} or None
+
+
+def _text(value) -> str:
+    return "" if pd.isna(value) else str(value)
 
 
 def _folds(obs: pd.DataFrame, path: Path) -> np.ndarray:

@@ -70,3 +70,36 @@ def test_file_without_folds_is_refused(tmp_path):
     ad.AnnData(np.ones((1, 2), dtype=np.float32), obs=obs).write_h5ad(tmp_path / "x.h5ad")
     with pytest.raises(InputError, match="test_split"):
         import_study_files("essential", [tmp_path / "x.h5ad"], tmp_path / "x.zarr")
+
+
+def test_tahoe_import_keeps_smiles_inchikey_and_annotations(tmp_path):
+    """The study's Tahoe task file carries canonical_smiles and the drug metadata: kept as aliases (so stores
+    keyed by InChIKey match, as for a raw prepare) and annotations; a row without a CID is counted, not a crash."""
+    from rdkit import Chem
+
+    smiles = ["CCO", "c1ccccc1O", "CC(=O)O"]
+    obs = pd.DataFrame(
+        {
+            "cell_line": ["CVCL_0023"] * 3,
+            "drug": ["DrugA", "DrugB", "DrugC"],
+            "dose": [5.0] * 3,
+            "pubchem_cid": [202.0, 101.0, np.nan],
+            "canonical_smiles": smiles,
+            "targets": ["TUBB", "EGFR, ERBB2", ""],
+            "moa-fine": ["Tubulin inhibitor", "EGFR inhibitor", "unclear"],
+            **{f"fold_{k}": ["test" if k == i else "train" for i in range(3)] for k in range(5)},
+        },
+        index=["a", "b", "c"],
+    )
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    ad.AnnData(x, obs=obs, var=pd.DataFrame(index=list("WXYZ"))).write_h5ad(tmp_path / "tahoe.h5ad")
+    prepared = import_study_files("tahoe", [tmp_path / "tahoe.h5ad"], tmp_path / "t.zarr")
+    data = prepared.cell_line("CVCL_0023")
+    assert list(data.pert_ids) == ["101", "202"] and list(data.pert_labels) == ["DrugB", "DrugA"]
+    np.testing.assert_array_equal(data.lfc, x[[1, 0]])
+    assert list(data.folds) == [1, 0]
+    assert list(data.pert_aliases("smiles")) == ["c1ccccc1O", "CCO"]
+    assert list(data.pert_aliases("inchikey")) == [Chem.MolToInchiKey(Chem.MolFromSmiles(s)) for s in smiles[1::-1]]
+    assert list(data.pert_annotation("targets")) == ["EGFR, ERBB2", "TUBB"]
+    assert list(data.pert_annotation("moa-fine")) == ["EGFR inhibitor", "Tubulin inhibitor"]
+    assert prepared.manifest["exclusions"] == {"rows without a PubChem CID": 1}
