@@ -9,7 +9,8 @@ This is the contract between ``embhub datasets prepare`` (which writes it) and `
         pert_ids    (n,) str       canonical perturbation keys (Ensembl gene id, InChIKey, CID…)
         pert_labels (n,) str       the dataset's own labels (symbol, drug name…)
         fold        (n,) int8      outer fold 0..n_folds-1 (-1: in no test fold)
-        lfc         (n, G) float32 batch-aware average treatment effect (row-chunked)
+        lfc         (n, G) float32 batch-aware average treatment effect (row-chunked; fill NaN, so a lost
+                                   chunk reads as missing, never as zeros)
         n_cells     (n,) int32     perturbed cells used
         n_batches   (n,) int32     batches holding the perturbation (and controls)
         deg         (n, G) int8    optional: −1/0/+1 labels; rows with deg_mask False are unlabelled
@@ -84,7 +85,12 @@ class CellLineData:
 
     @property
     def lfc(self) -> np.ndarray:
-        return np.asarray(self._read("lfc"), dtype=np.float32)
+        """Responses ``(n, G)``. Written with NaN as fill value, so a lost chunk reads as NaN, never as zeros."""
+        lfc = np.asarray(self._read("lfc"), dtype=np.float32)
+        if np.isnan(lfc).any():
+            raise StoreError(f"prepared dataset {self.source} is damaged: '{self.name}/lfc' has missing values "
+                             "(a lost chunk?); prepare the dataset again")
+        return lfc
 
     @property
     def n_cells(self) -> np.ndarray:
@@ -311,7 +317,9 @@ class PreparedDatasetWriter:
         group.create_array("pert_labels", shape=(n,), dtype=str)[:] = np.asarray(pert_labels, dtype=object)
         group.create_array("fold", shape=(n,), dtype="int8")[:] = np.asarray(folds, dtype=np.int8)
         chunk = (min(ROW_CHUNK, max(n, 1)), max(self.n_genes, 1))
-        group.create_array("lfc", shape=lfc.shape, dtype="float32", chunks=chunk)[:] = lfc
+        if np.isnan(lfc).any():
+            raise InputError(f"responses of {name} contain NaN; a prepared dataset holds finite responses")
+        group.create_array("lfc", shape=lfc.shape, dtype="float32", chunks=chunk, fill_value=np.nan)[:] = lfc
         group.create_array("n_cells", shape=(n,), dtype="int32")[:] = np.asarray(n_cells, dtype=np.int32)
         group.create_array("n_batches", shape=(n,), dtype="int32")[:] = np.asarray(n_batches, dtype=np.int32)
         if deg is not None:

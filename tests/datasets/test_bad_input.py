@@ -73,3 +73,21 @@ def test_two_drugs_sharing_one_key_are_refused_not_pooled(tmp_path):
     message = str(error.value)
     assert "'DrugA'" in message and "'DrugB'" in message and "'101'" in message and "CVCL_0023" in message
     assert "\n" not in message
+
+
+def test_a_prepared_dataset_missing_a_response_chunk_is_refused_not_read_as_zeros(good, tmp_path):
+    """A partial copy loses chunk files; zarr would fill the lost responses with zeros, silently."""
+    import shutil
+
+    from embhub.datasets.prepared import PreparedDataset
+    from embhub.errors import StoreError
+
+    prepared = prepare_dataset(Essential(), [good], tmp_path / "x.zarr")
+    assert np.abs(prepared.cell_line("K-562").lfc).sum() > 0
+    shutil.rmtree(tmp_path / "x.zarr" / "cell_lines" / "K-562" / "lfc" / "c")
+    with pytest.raises(StoreError) as error:
+        PreparedDataset.open(tmp_path / "x.zarr").cell_line("K-562").lfc
+    assert "damaged" in str(error.value) and "K-562/lfc" in str(error.value) and "\n" not in str(error.value)
+    np.testing.assert_array_equal(
+        PreparedDataset.open(tmp_path / "x.zarr").cell_line("hTERT-RPE1").lfc, prepared.cell_line("hTERT-RPE1").lfc
+    )
