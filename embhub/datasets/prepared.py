@@ -270,6 +270,7 @@ class PreparedDatasetWriter:
         from embhub import __version__
 
         self.path = Path(path)
+        refuse_foreign_output(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.group = zarr.open_group(str(self.path), mode="w", zarr_format=3)
         n_genes = len(gene_ids)
@@ -349,6 +350,23 @@ class PreparedDatasetWriter:
 
     def _save(self) -> None:
         self.group.attrs[MANIFEST_KEY] = self.manifest
+
+
+def refuse_foreign_output(path: Path) -> None:
+    """Writing replaces ``path`` whole: allow a new path, an empty folder or an earlier prepared dataset only."""
+    import json
+
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return
+    try:
+        attributes = json.loads((path / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        attributes = {}
+    if not isinstance(attributes, dict) or MANIFEST_KEY not in attributes:
+        raise InputError(
+            f"{path} exists and is not a prepared dataset; writing there would delete it — give a new path "
+            "(e.g. NAME.zarr) or remove it first"
+        )
 
 
 def write_ceiling(path: Path, cell_line: str, quantiles: Sequence[float], l2: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:

@@ -91,3 +91,18 @@ def test_a_prepared_dataset_missing_a_response_chunk_is_refused_not_read_as_zero
     np.testing.assert_array_equal(
         PreparedDataset.open(tmp_path / "x.zarr").cell_line("hTERT-RPE1").lfc, prepared.cell_line("hTERT-RPE1").lfc
     )
+
+
+def test_out_that_is_not_a_prepared_dataset_is_refused_not_wiped(good, tmp_path):
+    """``--out`` naming a folder of other files must not delete them; re-preparing a dataset still replaces it."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError) as error:
+        prepare_dataset(Essential(), [good], folder)
+    assert str(folder) in str(error.value) and "not a prepared dataset" in str(error.value)
+    assert "\n" not in str(error.value)
+    assert (folder / "notes.txt").read_text() == "keep me"
+    first = prepare_dataset(Essential(), [good], tmp_path / "x.zarr")
+    again = prepare_dataset(Essential(), [good], tmp_path / "x.zarr")
+    np.testing.assert_array_equal(again.cell_line("K-562").lfc, first.cell_line("K-562").lfc)
