@@ -128,16 +128,19 @@ def show_prepared(prepared) -> None:
         console.print("[bold yellow]SIMULATED dataset — not real data[/]")
     summary = prepared.manifest.get("ceiling", {}).get("summary", {})
     table = Table(
-        "cell line", "perturbations", "with DEG labels", "genes", "ceiling L2 (q0.9)", "ceiling DEG F1 (q0.1)"
+        "cell line", "perturbations", "perturbations per fold", "with DEG labels", "genes", "ceiling L2 (q0.9)",
+        "ceiling DEG F1 (q0.1)",
     )
     for line in prepared.cell_lines:
         data = prepared.cell_line(line)
         mask = data.deg_mask
+        folds = data.folds
         ceiling = summary.get(line, {}).get("cell_line_l2_q0.9")
         deg_ceiling = summary.get(line, {}).get("cell_line_deg_f1_q0.1")
         table.add_row(
             line,
             str(len(data.pert_ids)),
+            "/".join(str(int((folds == k).sum())) for k in range(prepared.n_folds)),
             "-" if mask is None else str(int(mask.sum())),
             str(len(prepared.genes)),
             "-" if ceiling is None else f"{ceiling:.3f}",

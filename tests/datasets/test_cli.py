@@ -65,3 +65,18 @@ def test_perturbations_of_a_drug_screen_feed_a_smiles_model(tmp_path):
     assert outcome.exit_code == 0, outcome.stderr
     expected = {Chem.MolToInchiKey(Chem.MolFromSmiles(s)) for s in ("CCO", "c1ccccc1O")}
     assert set(EmbeddingStore.open(tmp_path / "m.zarr").ids) == expected
+
+
+def test_show_prints_the_perturbations_of_each_fold(tmp_path):
+    """`datasets show` says it summarises folds: each cell line's test-fold sizes, counted from the stored folds."""
+    raw = replogle_file(tmp_path / "raw.h5ad")
+    assert run_cli("datasets", "prepare", "essential", "--raw", raw, "--out", tmp_path / "e.zarr").exit_code == 0
+    prepared = PreparedDataset.open(tmp_path / "e.zarr")
+    outcome = run_cli("datasets", "show", tmp_path / "e.zarr")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "perturbations per fold" in outcome.stdout
+    for line in prepared.cell_lines:
+        folds = prepared.cell_line(line).folds
+        sizes = "/".join(str(int((folds == k).sum())) for k in range(prepared.n_folds))
+        row = next(r for r in outcome.stdout.splitlines() if line in r)
+        assert sizes in row, row
