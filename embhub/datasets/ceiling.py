@@ -215,6 +215,29 @@ def compute_ceiling(
     return plan, results
 
 
+def in_recorded_order(paths: Sequence, recorded: Sequence[dict], dataset: str) -> list:
+    """``paths`` reordered as the manifest's inputs (a recipe may read files by position, e.g. the first
+    Essential file orders the panel): each recorded input takes a given file of its size, one of its name first."""
+    from pathlib import Path
+
+    from embhub.errors import InputError
+
+    remaining = list(paths)
+    ordered = []
+    for entry in recorded:
+        name = Path(entry["path"]).name
+        same_size = [p for p in remaining if p.stat().st_size == entry["bytes"]]
+        if not same_size:
+            raise InputError(
+                f"no raw file given is {name} ({entry['bytes']} bytes), which '{dataset}' was prepared from; "
+                "pass that file with --raw"
+            )
+        chosen = next((p for p in same_size if p.name == name), same_size[0])
+        remaining.remove(chosen)
+        ordered.append(chosen)
+    return ordered
+
+
 def ceiling_of_prepared(
     name_or_path: str,
     raw: Sequence[str] | None = None,
@@ -259,11 +282,10 @@ def ceiling_of_prepared(
     paths = [Path(p) for p in raw] if raw else [Path(entry["path"]) for entry in recorded]
     if len(paths) != len(recorded):
         raise InputError(f"'{prepared.name}' was prepared from {len(recorded)} raw files; got {len(paths)}")
-    for path, entry in zip(paths, recorded):
+    for path in paths:
         if not path.exists():
             raise InputError(f"raw file {path} of '{prepared.name}' is missing; pass its new location with --raw")
-        if path.stat().st_size != entry["bytes"]:
-            raise InputError(f"raw file {path} differs from the one '{prepared.name}' was prepared from (size)")
+    paths = in_recorded_order(paths, recorded, prepared.name)
     dataset = dataset_recipe(manifest.get("recipe", prepared.name))
     source = dataset.read(paths, layer=manifest.get("layer"))
     plan, results = compute_ceiling(dataset, source, n_outer, n_inner, seed, n_jobs)

@@ -47,3 +47,25 @@ def test_pooled_deg_ceiling_matches_resampling_by_hand(tmp_path):
         summary = prepared.manifest["ceiling"]["summary"][line]
         assert abs(summary["cell_line_deg_f1_q0.1"] - np.nanmedian(expected[:, 0])) < 1e-6
         assert np.nanmax(expected[:, 0]) < 1.0  # resampling does change some calls
+
+
+def test_moved_raw_files_are_matched_whatever_their_order(tmp_path):
+    """`ceiling --raw` names files that moved; a shell glob orders them its own way. The same files in another
+    order give the same ceiling; a file that is not one of them is named in one line."""
+    import pytest
+
+    from embhub.errors import InputError
+    from embhub_datasets.sciplex3 import Sciplex3
+    from tests.datasets.layouts import sciplex_files
+
+    paths, _, _, _ = sciplex_files(tmp_path)
+    prepare_dataset(Sciplex3(), paths, tmp_path / "s.zarr")
+    in_order = ceiling_of_prepared(str(tmp_path / "s.zarr"), deg=False)
+    expected = np.asarray(in_order.cell_line("MCF7").group["ceiling/l2"][:])
+    shuffled = ceiling_of_prepared(str(tmp_path / "s.zarr"), [str(p) for p in reversed(paths)], deg=False)
+    np.testing.assert_array_equal(np.asarray(shuffled.cell_line("MCF7").group["ceiling/l2"][:]), expected)
+    stranger = tmp_path / "other_pData.txt"
+    stranger.write_text("cell\tcell_type\n")
+    with pytest.raises(InputError) as error:
+        ceiling_of_prepared(str(tmp_path / "s.zarr"), [str(p) for p in paths[:3]] + [str(stranger), str(paths[4])])
+    assert "GSM4150378_sciPlex3_pData.txt" in str(error.value) and "\n" not in str(error.value)
