@@ -9,6 +9,9 @@ single-store kNN rows and fusion rows share one table and one set of plots. Besi
     <name>/optuna.json           per fold: the Optuna study (sampler, space, best trial, every trial)
     <name>/attention.csv/.png    CLS attention per source (per fold × cell line; the plot averages them)
     <name>/leave_one_out.csv/.png  test ΔL2 when each source is removed (when requested)
+
+When the directory holds an ``embhub evaluate`` report (``summary.csv``), its summary, study layout and
+figures are re-rendered from the merged table (``embhub report``), so they include the fusion rows.
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ def save_fusion_run(run: FusionRun, out_dir: str | Path, plots: bool = True) -> 
     out = Path(out_dir)
     existing = load_results(out) if (out / RESULTS_PARQUET).exists() or (out / RESULTS_CSV).exists() else None
     save_results(merge_results(existing, run.results), out)
+    from embhub.evaluate.report import SUMMARY_CSV, rerender
+
+    if (out / SUMMARY_CSV).exists():
+        rerender(out, plots=plots)
     folder = run_directory(out, run.name)
     folder.mkdir(parents=True, exist_ok=True)
     written = {"results": out / RESULTS_PARQUET}

@@ -104,3 +104,28 @@ def test_leave_one_out_with_one_store_says_it_was_skipped(screen, tmp_path):
     folder = tmp_path / "fusion" / "fusion_store_a"
     assert not (folder / "leave_one_out.csv").exists()
     assert json.loads((folder / "run.json").read_text())["skipped"] == {"leave_one_out": "needs at least two stores"}
+
+
+def test_fusion_rows_reach_the_summary_of_an_evaluate_output(screen, tmp_path):
+    """docs/fuse.md: fusion rows sit next to the kNN rows 'in every summary and plot' of the evaluate output."""
+    from embhub.evaluate.report import rerender
+
+    knn = evaluate(screen.dataset, [screen.stores["store_a"]], estimators=("knn",), folds=[0], baselines=False)
+    save_results(knn.results, tmp_path)
+    rerender(tmp_path)
+    assert not pd.read_csv(tmp_path / "summary.csv").embedding.str.startswith("fusion").any()
+    result = run_cli(
+        "fuse", "--dataset", str(screen.dataset.path), "--stores", str(screen.stores["store_a"].path),
+        str(screen.stores["store_b"].path), "--trials", "0", "--fold", "0", "--max-epochs", "2", "--d-model", "16",
+        "--n-heads", "2", "--n-layers", "1", "--no-concat-baseline", "--cpu-threads", "1", "--out", str(tmp_path),
+    )
+    assert result.exit_code == 0, result.stderr
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    table = load_results(tmp_path)
+    for line in ("line-A", "line-B"):
+        fused = summary[(summary.embedding == "fusion[store_a+store_b]") & (summary.cell_line == line)
+                        & (summary.metric == "L2") & (summary.subset == "all")]
+        scored = table[(table.embedding == "fusion[store_a+store_b]") & (table.cell_line == line)
+                       & (table.metric == "L2") & (table.subset == "all")]
+        assert len(fused) == 1 and len(scored) == 1
+        assert fused["mean"].iloc[0] == pytest.approx(scored["value"].iloc[0])
