@@ -162,15 +162,16 @@ def perturbations_command(
     name: str = typer.Argument(..., help="Prepared dataset name or path."),
     out: Path = typer.Option(..., "--out", "-o", help="TSV to write: one row per perturbation (all cell lines)."),
 ) -> None:
-    """Write a prepared dataset's perturbations (id, label, and aliases such as smiles) as a TSV, ready as
-    `embhub extract --input`."""
+    """Write a prepared dataset's perturbations (id, gene id or drug name, label, aliases such as smiles) as a
+    TSV, ready as `embhub extract --input`."""
     from embhub.datasets.prepared import PreparedDataset
 
     dataset = PreparedDataset.open(name)
     records = dataset.perturbations()
     column = "gene" if dataset.entity == "gene" else "drug"
+    value = "id" if dataset.entity == "gene" else "label"
     aliases = sorted({key for record in records for key in record} - {"id", "label", column})
     header = ["id", column, "label", *aliases]
-    rows = [[r["id"], r["id"], r["label"], *(r.get(a, "") for a in aliases)] for r in records]
+    rows = [[r["id"], r[value], r["label"], *(r.get(a, "") for a in aliases)] for r in records]
     out.write_text("".join("\t".join(row) + "\n" for row in [header, *rows]))
     console.print(f"wrote {len(records)} perturbations of {dataset.name} to {out}")

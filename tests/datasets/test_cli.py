@@ -61,6 +61,7 @@ def test_perturbations_of_a_drug_screen_feed_a_smiles_model(tmp_path):
     table = pd.read_csv(table_path, sep="\t", dtype=str, keep_default_na=False)
     assert list(table["id"]) == ["101", "202"] and list(table["label"]) == ["DrugA", "DrugB"]
     assert list(table["smiles"]) == ["CCO", "c1ccccc1O"]
+    assert list(table["drug"]) == ["DrugA", "DrugB"]  # the name, what name-keyed models (drug-targets) read
     outcome = run_cli("extract", "--model", "morgan-2-2048", "--input", table_path, "--out", tmp_path / "m.zarr")
     assert outcome.exit_code == 0, outcome.stderr
     expected = {Chem.MolToInchiKey(Chem.MolFromSmiles(s)) for s in ("CCO", "c1ccccc1O")}
