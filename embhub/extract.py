@@ -22,7 +22,7 @@ from embhub.paths import default_store_dir
 from embhub.plugins import Plugins
 from embhub.provider import Item, Provider
 from embhub.registry import ModelSpec
-from embhub.store import FORMAT_NAME, FORMAT_VERSION, hash_items, now_iso, open_store_group
+from embhub.store import FORMAT_NAME, FORMAT_VERSION, hash_items, is_store_directory, now_iso, open_store_group
 from embhub.store_writer import StoreWriter
 
 DTYPES = ("float32", "float16", "float64")
@@ -63,6 +63,8 @@ def extract(
 ) -> ExtractionResult:
     if dtype not in DTYPES:
         raise InputError(f"dtype '{dtype}' is not supported (choose one of {', '.join(DTYPES)})")
+    if batch_size is not None and batch_size < 1:
+        raise InputError(f"batch size must be at least 1, got {batch_size}")
     if items is None:
         items = provider.default_items()
         if items is None:
@@ -100,6 +102,10 @@ def _identity(spec: ModelSpec, items_hash: str, dtype: str) -> dict[str, Any]:
 
 
 def _open_writer(out, spec, provider, items, identity, batch_size, dtype, overwrite, plugins, source):
+    if out.exists() and not is_store_directory(out):
+        raise StoreError(
+            f"{out} exists and is not an embhub store; choose another --out or move it away (--overwrite replaces only embhub stores)"
+        )
     if out.exists() and not overwrite:
         group, manifest = open_store_group(out)
         if manifest.get("identity") != identity:
@@ -118,9 +124,7 @@ def _open_writer(out, spec, provider, items, identity, batch_size, dtype, overwr
 
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    size = batch_size or provider.default_batch_size
-    if size < 1:
-        raise InputError("batch size must be at least 1")
+    size = provider.default_batch_size if batch_size is None else batch_size
     manifest = _manifest(spec, provider, items, identity, dtype, plugins, source)
     return StoreWriter.create(out, manifest, items, size), 0
 

@@ -238,6 +238,20 @@ def open_store_group(path: Path) -> tuple[zarr.Group, dict[str, Any]]:
     return group, manifest
 
 
+def is_store_directory(path: Path) -> bool:
+    """Whether ``path`` is a directory an extraction wrote: its ``zarr.json`` names an embhub manifest, or it
+    holds the ``_staging`` area of an extraction stopped before its manifest was written. ``extract
+    --overwrite`` deletes only such directories."""
+    if (path / "_staging").is_dir():
+        return True
+    try:
+        attributes = json.loads((path / "zarr.json").read_text()).get("attributes")
+    except (OSError, ValueError, AttributeError):
+        return False
+    manifest = attributes.get(MANIFEST_KEY) if isinstance(attributes, dict) else None
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME
+
+
 def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK)
 

@@ -1,0 +1,66 @@
+"""Where ``embhub extract`` writes: --out, --overwrite and --batch-size never cost the user data they did not ask to lose."""
+
+import numpy as np
+import pytest
+
+from embhub.store import EmbeddingStore
+from embhub_random import random_vector
+from tests.support.cli import assert_one_line_error, run_cli
+
+GENES = "gene\nTP53\nKRAS\nNOTAGENE\nMYC\n"
+ENSEMBL = {"TP53": "ENSG00000141510", "KRAS": "ENSG00000133703", "MYC": "ENSG00000136997"}
+
+
+@pytest.fixture
+def genes(tmp_path):
+    path = tmp_path / "genes.csv"
+    path.write_text(GENES)
+    return path
+
+
+def extract(genes, out, *options):
+    return run_cli("extract", "-m", "random-gene-100", "-i", genes, "-o", out, *options)
+
+
+def assert_random_gene_store(out):
+    store = EmbeddingStore.open(out)
+    assert list(store.input_ids) == ["TP53", "KRAS", "MYC"]
+    assert list(store.ids) == [ENSEMBL[g] for g in store.input_ids]
+    expected = np.stack([random_vector(ENSEMBL[g], 0, 100, "uniform") for g in store.input_ids])
+    np.testing.assert_array_equal(store.vectors(), expected)
+    assert [f["input_id"] for f in store.failures()] == ["NOTAGENE"]
+
+
+def test_overwrite_refuses_to_delete_a_folder_that_is_not_a_store(genes, tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("years of work")
+    for options in ((), ("--overwrite",)):
+        assert_one_line_error(extract(genes, folder, *options), f"{folder} exists and is not an embhub store")
+    assert (folder / "thesis.txt").read_text() == "years of work"
+
+
+def test_overwrite_refuses_to_delete_a_file(genes, tmp_path):
+    file = tmp_path / "notes.zarr"
+    file.write_text("not a store")
+    assert_one_line_error(extract(genes, file, "--overwrite"), "is not an embhub store")
+    assert file.read_text() == "not a store"
+
+
+def test_overwrite_replaces_a_store(genes, tmp_path):
+    out = tmp_path / "genes.zarr"
+    assert run_cli("extract", "-m", "random-gene-100", "-i", genes, "-o", out, "--set", "seed=1").exit_code == 0
+    assert extract(genes, out, "--overwrite").exit_code == 0
+    assert_random_gene_store(out)
+
+
+@pytest.mark.parametrize("size", ["0", "-3"])
+def test_a_batch_size_below_one_is_refused_before_anything_is_deleted(genes, tmp_path, size):
+    out = tmp_path / "genes.zarr"
+    assert extract(genes, out).exit_code == 0
+    before = EmbeddingStore.open(out).manifest["content_sha256"]
+    refused = extract(genes, out, "--overwrite", "--batch-size", size)
+    assert EmbeddingStore.open(out).manifest["content_sha256"] == before
+    assert_one_line_error(refused, f"batch size must be at least 1, got {size}")
+    assert_one_line_error(extract(genes, tmp_path / "new.zarr", "--batch-size", size), "batch size must be at least 1")
+    assert not (tmp_path / "new.zarr").exists()
