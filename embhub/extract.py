@@ -119,13 +119,13 @@ def _open_writer(out, spec, provider, items, identity, batch_size, dtype, overwr
             raise StoreError(f"store {out} is incomplete and has no staging area; pass --overwrite to start again")
         writer = StoreWriter.resume(out)
         return writer, writer.plan.n_batches - len(writer.pending_batches())
+    manifest = _manifest(spec, provider, items, identity, dtype, plugins, source)
     if out.exists() and overwrite:
         import shutil
 
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     size = provider.default_batch_size if batch_size is None else batch_size
-    manifest = _manifest(spec, provider, items, identity, dtype, plugins, source)
     return StoreWriter.create(out, manifest, items, size), 0
 
 
@@ -173,8 +173,19 @@ def _checkpoint_identity(spec: ModelSpec, provider: Provider) -> dict[str, Any] 
     files = provider.checkpoint_files()
     if spec.checkpoint is None and not files:
         return None
+    for path in files:
+        if not Path(path).is_file():
+            raise InputError(f"model '{spec.name}' reads {path}, which does not exist; {_how_to_point_at(path, provider)}")
     return {
         "name_or_path": spec.checkpoint,
         "revision": spec.revision,
         "files": [{"path": str(f), "sha256": sha256_file(f)} for f in files],
     }
+
+
+def _how_to_point_at(path: Path, provider: Provider) -> str:
+    """The fix for a missing file: name the parameter that points at it, when one does."""
+    for name, value in _plain(provider.parameters).items():
+        if isinstance(value, str) and value and Path(path) in (Path(value), Path(value).expanduser()):
+            return f"download it, or set the parameter {name} to your copy (--set {name}=PATH)"
+    return "download it or fix the model's parameters"

@@ -64,3 +64,30 @@ def test_a_batch_size_below_one_is_refused_before_anything_is_deleted(genes, tmp
     assert_one_line_error(refused, f"batch size must be at least 1, got {size}")
     assert_one_line_error(extract(genes, tmp_path / "new.zarr", "--batch-size", size), "batch size must be at least 1")
     assert not (tmp_path / "new.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "parameter"),
+    [
+        ("genept-minilm-ncbi", (), "ncbi_summaries"),
+        ("esm2-8m", ("--set", "fasta=UP000005640_9606.fasta"), "fasta"),
+    ],
+)
+def test_a_missing_file_named_by_a_parameter_is_one_line_naming_the_parameter(genes, tmp_path, monkeypatch, model, options, parameter):
+    monkeypatch.chdir(tmp_path)
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    if model.startswith("esm2"):
+        options = (*options, "--set", f"checkpoint={checkpoint}")
+    outcome = run_cli("extract", "-m", model, "-i", genes, "-o", tmp_path / "x.zarr", *options)
+    assert_one_line_error(outcome, f"model '{model}' reads", "which does not exist", f"--set {parameter}=PATH")
+
+
+def test_an_overwrite_that_fails_keeps_the_old_store(genes, tmp_path):
+    out = tmp_path / "genes.zarr"
+    assert extract(genes, out).exit_code == 0
+    for model, parameter in (("string-spectral-demo", "network"), ("genept-minilm-ncbi", "ncbi_summaries")):
+        failed = run_cli("extract", "-m", model, "-i", genes, "-o", out, "--overwrite",
+                         "--set", f"{parameter}={tmp_path / 'missing.tsv'}")
+        assert failed.exit_code == 1
+        assert_random_gene_store(out)
