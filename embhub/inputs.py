@@ -68,9 +68,10 @@ def check_unique_ids(items: Sequence[Item], source: str) -> None:
 
 
 def _open_text(path: Path, compressed: bool):
+    """UTF-8 text; a leading byte-order mark (spreadsheets' "CSV UTF-8") is dropped, not read into the first field."""
     if compressed:
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return path.open(encoding="utf-8", newline="")
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return path.open(encoding="utf-8-sig", newline="")
 
 
 def _read_list(path: Path, compressed: bool) -> list[Item]:

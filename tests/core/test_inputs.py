@@ -43,3 +43,14 @@ def test_a_broken_gzip_input_is_one_line(tmp_path, damage):
     path.write_bytes(packed[: len(packed) // 2] if damage == "truncated" else TABLE.encode("utf-8"))
     with pytest.raises(InputError, match=r"drugs\.csv\.gz is not a complete gzip file .*re-download or decompress it"):
         read_items(path, ("smiles",))
+
+
+@pytest.mark.parametrize("name, text", [("drugs.csv", TABLE), ("drugs.tsv", TABLE.replace(",", "\t")), ("drugs.smi", LIST)])
+def test_a_byte_order_mark_as_spreadsheets_write_it_is_not_part_of_the_first_field(tmp_path, name, text):
+    """Excel's "CSV UTF-8" starts the file with U+FEFF; it must not hide the id column or stick to the first item."""
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("utf-8"))
+    assert _pairs(read_items(path, ("smiles",))) == EXPECTED
+    packed = tmp_path / f"{name}.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    assert _pairs(read_items(packed, ("smiles",))) == EXPECTED
