@@ -1,7 +1,8 @@
 """Writing a store batch by batch, resumably (the staging area of ``docs/store-format.md``).
 
 Rows live in ``_staging/`` at their input position; for each batch the data chunks are written first
-and the per-row ``status`` chunk last. Zarr writes each chunk atomically, so a killed run leaves every
+and the per-row ``status`` chunk last. A new array (``vectors``, a label) is recorded in the manifest
+before it is created, so a kill in between never leaves an array the manifest does not know. Zarr writes each chunk atomically, so a killed run leaves every
 batch either done or pending, and finishing compacts the rows into the final arrays.
 """
 
@@ -118,6 +119,7 @@ class StoreWriter:
             return
         if self.manifest.get("dim") not in (None, dim):
             raise StoreError(f"provider declared dim {self.manifest['dim']} but returned {dim}-dimensional vectors")
+        self._update_manifest(dim=dim)
         staging.create_array(
             "vectors",
             shape=(self.plan.n_items, dim),
@@ -125,14 +127,13 @@ class StoreWriter:
             chunks=(self.plan.batch_size, dim),
             fill_value=0,
         )
-        self._update_manifest(dim=dim)
 
     def _ensure_label(self, name: str) -> zarr.Array:
         staging = self.group["_staging"]
         key = f"labels/{name}"
         if key not in staging:
-            staging.create_array(key, shape=(self.plan.n_items,), dtype=str, chunks=(self.plan.batch_size,))
             self._update_manifest(labels=sorted({*self.manifest["labels"], name}))
+            staging.create_array(key, shape=(self.plan.n_items,), dtype=str, chunks=(self.plan.batch_size,))
         return staging[key]
 
     def _update_manifest(self, **changes: Any) -> None:

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 import zarr
 
+from embhub.extract import extract
+from embhub.plugins import load_plugins
+from embhub.provider import Embedded, Item, Provider
+from embhub.registry import ModelSpec
 from embhub.store import EmbeddingStore
+from embhub.store_writer import StoreWriter
 from tests.support.packages import build_plugin_package, pip_install_target
 
 SLOW_PROVIDER = '''
@@ -179,3 +184,46 @@ def test_different_inputs_into_an_existing_store_are_refused(numbers, tmp_path, 
     again = subprocess.run(command(numbers, out), env=env, capture_output=True, text=True)
     assert again.returncode == 1
     assert again.stderr.strip().startswith("error: store") and "--overwrite" in again.stderr
+
+
+class Squares(Provider):
+    """Learns its dimension from the first batch, as transformer providers do; labels each row."""
+
+    name = "squares"
+    entity = "number"
+    id_namespace = "integer"
+    key_namespace = "integer"
+
+    def embed(self, items):
+        values = [int(item.value) for item in items]
+        vectors = np.array([[v, v * v, -v] for v in values], dtype=np.float32).reshape(-1, 3)
+        return Embedded([i.input_id for i in items], [f"n{v}" for v in values], vectors,
+                        labels={"square": [str(v * v) for v in values]})
+
+
+class Died(BaseException):
+    """Stands for SIGKILL: nothing after it runs."""
+
+
+@pytest.mark.parametrize("recorded", ["dim", "labels"])
+def test_a_kill_between_creating_a_staging_array_and_recording_it_resumes_to_the_full_store(tmp_path, monkeypatch, recorded):
+    items = [Item(f"item{i}", str(i), i) for i in range(1, 11)]
+    spec = ModelSpec("squares", "squares")
+    update = StoreWriter._update_manifest
+
+    def die_when_recording(writer, **changes):
+        if recorded in changes:
+            raise Died
+        update(writer, **changes)
+
+    out = tmp_path / "squares.zarr"
+    monkeypatch.setattr(StoreWriter, "_update_manifest", die_when_recording)
+    with pytest.raises(Died):
+        extract(spec, Squares(), items, out, plugins=load_plugins(), batch_size=4)
+    monkeypatch.setattr(StoreWriter, "_update_manifest", update)
+    extract(spec, Squares(), items, out, plugins=load_plugins(), batch_size=4)
+    store = EmbeddingStore.open(out)
+    values = np.arange(1, 11)
+    np.testing.assert_array_equal(store.vectors(), np.stack([values, values**2, -values], axis=1).astype(np.float32))
+    assert store.dim == 3
+    assert list(store.labels("square")) == [str(v * v) for v in values]
