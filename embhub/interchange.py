@@ -21,6 +21,7 @@ from embhub.store import (
     EmbeddingStore,
     content_digest,
     hash_items,
+    is_store_directory,
     now_iso,
 )
 from embhub.provider import Item
@@ -50,6 +51,10 @@ def write_store(
     _check_ids(ids, source)
     if path.exists() and not overwrite:
         raise StoreError(f"{path} already exists; pass --overwrite to replace it")
+    if path.exists() and not is_store_directory(path):
+        raise StoreError(
+            f"{path} exists and is not an embhub store; choose another --out or move it away (--overwrite replaces only embhub stores)"
+        )
     n = len(ids)
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     group.create_array("ids", shape=(n,), dtype=str, chunks=(max(n, 1),))[:] = ids

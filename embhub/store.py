@@ -238,18 +238,14 @@ def open_store_group(path: Path) -> tuple[zarr.Group, dict[str, Any]]:
     return group, manifest
 
 
+STORE_ENTRIES = {"zarr.json", "ids", "input_ids", "labels", "vectors", "_staging"}
+"""What a store directory holds: a finished store, an extraction's staging area, or a damaged one of either."""
+
+
 def is_store_directory(path: Path) -> bool:
-    """Whether ``path`` is a directory an extraction wrote: its ``zarr.json`` names an embhub manifest, or it
-    holds the ``_staging`` area of an extraction stopped before its manifest was written. ``extract
-    --overwrite`` deletes only such directories."""
-    if (path / "_staging").is_dir():
-        return True
-    try:
-        attributes = json.loads((path / "zarr.json").read_text()).get("attributes")
-    except (OSError, ValueError, AttributeError):
-        return False
-    manifest = attributes.get(MANIFEST_KEY) if isinstance(attributes, dict) else None
-    return isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME
+    """Whether ``path`` is a directory holding nothing but what a store holds (hidden files aside), so
+    ``--overwrite`` may delete it: never a folder of other files, never a file."""
+    return path.is_dir() and {p.name for p in path.iterdir() if not p.name.startswith(".")} <= STORE_ENTRIES
 
 
 def _writable(path: Path) -> bool:

@@ -91,3 +91,12 @@ def test_an_overwrite_that_fails_keeps_the_old_store(genes, tmp_path):
                          "--set", f"{parameter}={tmp_path / 'missing.tsv'}")
         assert failed.exit_code == 1
         assert_random_gene_store(out)
+
+
+def test_overwrite_replaces_a_damaged_store(genes, tmp_path):
+    out = tmp_path / "genes.zarr"
+    assert extract(genes, out).exit_code == 0
+    (out / "zarr.json").write_text("{not json")
+    (out / ".DS_Store").write_text("")
+    assert extract(genes, out, "--overwrite").exit_code == 0
+    assert_random_gene_store(out)

@@ -130,3 +130,19 @@ def test_stores_list_and_show(store_path, tmp_path):
     assert "fp.zarr" in listing.stdout and "morgan-2-2048" in listing.stdout and "complete" in listing.stdout
     shown = run_cli("stores", "show", store_path, "--json")
     assert json.loads(shown.stdout)["counts"] == {"done": 4, "failed": 0}
+
+
+def test_import_overwrite_replaces_a_damaged_store_but_never_deletes_another_folder(store_path, tmp_path):
+    exported = tmp_path / "fp.npz"
+    assert run_cli("stores", "export", store_path, exported).exit_code == 0
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("years of work")
+    options = ("--entity", "drug", "--key-namespace", "inchikey", "--overwrite")
+    assert_one_line_error(run_cli("stores", "import", exported, "--out", folder, *options), "is not an embhub store")
+    assert (folder / "thesis.txt").read_text() == "years of work"
+    (store_path / "zarr.json").write_text("{not json")
+    assert run_cli("stores", "import", exported, "--out", store_path, *options).exit_code == 0
+    restored = EmbeddingStore.open(store_path)
+    assert restored.verify() == []
+    np.testing.assert_array_equal(restored.vectors(), np.load(exported, allow_pickle=False)["vectors"])
