@@ -42,6 +42,8 @@ def read_items(
                          + ("" if compressed else " (a compressed file needs the .gz suffix)")) from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as error:
         raise InputError(f"input file {path} is not a complete gzip file ({error}); re-download or decompress it") from None
+    except OSError as error:
+        raise InputError(f"cannot read input file {path} ({error.strerror}); give a readable CSV/TSV table or list") from None
     if not items:
         raise InputError(f"input file {path} holds no items; give at least one")
     check_unique_ids(items, str(path))

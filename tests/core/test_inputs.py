@@ -6,6 +6,7 @@ import pytest
 
 from embhub.errors import InputError
 from embhub.inputs import read_items
+from tests.support.cli import assert_one_line_error, run_cli
 
 TABLE = "drug,smiles\naspirin,CC(=O)Oc1ccccc1C(=O)O\n\ncaffeine,Cn1cnc2c1c(=O)n(C)c(=O)n2C\n"
 LIST = "# sciplex subset\nCC(=O)Oc1ccccc1C(=O)O aspirin\nCn1cnc2c1c(=O)n(C)c(=O)n2C caffeine\n"
@@ -54,3 +55,11 @@ def test_a_byte_order_mark_as_spreadsheets_write_it_is_not_part_of_the_first_fie
     packed = tmp_path / f"{name}.gz"
     packed.write_bytes(gzip.compress(path.read_bytes()))
     assert _pairs(read_items(packed, ("smiles",))) == EXPECTED
+
+
+def test_a_folder_given_as_input_is_one_line(tmp_path):
+    folder = tmp_path / "drugs"
+    folder.mkdir()
+    with pytest.raises(InputError, match=r"cannot read input file .*drugs \(Is a directory\); give a readable"):
+        read_items(folder, ("smiles",))
+    assert_one_line_error(run_cli("ids", "check", "--input", folder), "cannot read input file")
