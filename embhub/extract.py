@@ -23,7 +23,7 @@ from embhub.plugins import Plugins
 from embhub.provider import Item, Provider
 from embhub.registry import ModelSpec
 from embhub.store import FORMAT_NAME, FORMAT_VERSION, hash_items, is_store_directory, now_iso, open_store_group
-from embhub.store_writer import StoreWriter
+from embhub.store_writer import StoreWriter, interrupted_before_manifest
 
 DTYPES = ("float32", "float16", "float64")
 ProgressCallback = Callable[[int, int], None]
@@ -106,7 +106,7 @@ def _open_writer(out, spec, provider, items, identity, batch_size, dtype, overwr
         raise StoreError(
             f"{out} exists and is not an embhub store; choose another --out or move it away (--overwrite replaces only embhub stores)"
         )
-    if out.exists() and not overwrite:
+    if out.exists() and not overwrite and not interrupted_before_manifest(out):
         group, manifest = open_store_group(out)
         if manifest.get("identity") != identity:
             raise StoreError(
@@ -120,7 +120,7 @@ def _open_writer(out, spec, provider, items, identity, batch_size, dtype, overwr
         writer = StoreWriter.resume(out)
         return writer, writer.plan.n_batches - len(writer.pending_batches())
     manifest = _manifest(spec, provider, items, identity, dtype, plugins, source)
-    if out.exists() and overwrite:
+    if out.exists():
         import shutil
 
         shutil.rmtree(out)

@@ -8,6 +8,7 @@ batch either done or pending, and finishing compacts the rows into the final arr
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -201,6 +202,18 @@ class StoreWriter:
         )
         del self.group["_staging"]
         return self.manifest
+
+
+def interrupted_before_manifest(path: Path) -> bool:
+    """Whether an extraction was killed while :meth:`StoreWriter.create` ran: a staging area but no manifest
+    yet, so nothing was embedded and the extraction starts afresh."""
+    if not (path / "_staging").is_dir():
+        return False
+    try:
+        attributes = json.loads((path / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(attributes, dict) and MANIFEST_KEY not in attributes
 
 
 def _failure_record(item: Item, reason: str) -> dict[str, Any]:

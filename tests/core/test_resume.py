@@ -227,3 +227,25 @@ def test_a_kill_between_creating_a_staging_array_and_recording_it_resumes_to_the
     np.testing.assert_array_equal(store.vectors(), np.stack([values, values**2, -values], axis=1).astype(np.float32))
     assert store.dim == 3
     assert list(store.labels("square")) == [str(v * v) for v in values]
+
+
+def test_a_kill_before_the_first_manifest_is_written_resumes_too(tmp_path, monkeypatch):
+    """StoreWriter.create writes zarr.json and the staging area before the manifest; killed in between,
+    the same command must start the extraction, not call the folder 'not an embhub store'."""
+    items = [Item(f"item{i}", str(i), i) for i in range(1, 11)]
+    spec = ModelSpec("squares", "squares")
+    create_group = zarr.Group.create_group
+
+    def die_after_creating(group, *args, **kwargs):
+        create_group(group, *args, **kwargs)
+        raise Died
+
+    out = tmp_path / "squares.zarr"
+    monkeypatch.setattr(zarr.Group, "create_group", die_after_creating)
+    with pytest.raises(Died):
+        extract(spec, Squares(), items, out, plugins=load_plugins(), batch_size=4)
+    monkeypatch.setattr(zarr.Group, "create_group", create_group)
+    assert (out / "_staging").is_dir()
+    extract(spec, Squares(), items, out, plugins=load_plugins(), batch_size=4)
+    values = np.arange(1, 11)
+    np.testing.assert_array_equal(EmbeddingStore.open(out).vectors(), np.stack([values, values**2, -values], axis=1))
