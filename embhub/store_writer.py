@@ -76,7 +76,7 @@ class StoreWriter:
         return cls(path, group, manifest, StagingPlan(n, int(manifest["batch_size"])))
 
     def pending_batches(self) -> list[int]:
-        status = np.asarray(self.group["_staging/status"][:])
+        status = self._staged("status")
         return [b for b in range(self.plan.n_batches) if (status[slice(*self.plan.bounds(b))] == PENDING).any()]
 
     def write_batch(self, batch: int, items: Sequence[Item], result: Embedded) -> None:
@@ -142,17 +142,27 @@ class StoreWriter:
         self.group.attrs[MANIFEST_KEY] = self.manifest
 
     def counts(self) -> dict[str, int]:
-        status = np.asarray(self.group["_staging/status"][:])
+        status = self._staged("status")
         return {"done": int((status == EMBEDDED).sum()), "failed": int((status == FAILED).sum())}
+
+    def _staged(self, name: str, selection: Any = slice(None), orthogonal: bool = False) -> np.ndarray:
+        """Read a staging array; a chunk that cannot be decoded is a one-line :class:`StoreError`."""
+        array = self.group[f"_staging/{name}"]
+        try:
+            return np.asarray(array.get_orthogonal_selection(selection) if orthogonal else array[selection])
+        except (RuntimeError, ValueError, OSError, EOFError) as exc:
+            raise StoreError(
+                f"store {self.path} is damaged: staged '{name}' cannot be read ({type(exc).__name__}); "
+                "pass --overwrite to start the extraction again"
+            ) from None
 
     def finalize(self, items: Sequence[Item], key_namespace: str) -> dict[str, Any]:
         """Compact staged rows into the final arrays (input order), mark complete, drop staging."""
-        staging = self.group["_staging"]
-        status = np.asarray(staging["status"][:])
+        status = self._staged("status")
         if (status == PENDING).any():
             raise StoreError(f"store {self.path}: cannot finalize with pending batches")
-        keys = np.asarray(staging["keys"][:], dtype=object)
-        reasons = np.asarray(staging["reasons"][:], dtype=object)
+        keys = self._staged("keys").astype(object)
+        reasons = self._staged("reasons").astype(object)
         failures = []
         first_row_of_key: dict[str, int] = {}
         keep = []
@@ -181,17 +191,17 @@ class StoreWriter:
         self.group.create_array("input_ids", shape=(n,), dtype=str, chunks=(max(n, 1),))
         if n:
             self.group["ids"][:] = keys[keep_rows]
-            self.group["input_ids"][:] = np.asarray(staging["input_ids"][:], dtype=object)[keep_rows]
+            self.group["input_ids"][:] = self._staged("input_ids").astype(object)[keep_rows]
         for name in self.manifest["labels"]:
             self.group.create_array(f"labels/{name}", shape=(n,), dtype=str, chunks=(max(n, 1),))
             if n:
-                self.group[f"labels/{name}"][:] = np.asarray(staging[f"labels/{name}"][:], dtype=object)[keep_rows]
+                self.group[f"labels/{name}"][:] = self._staged(f"labels/{name}").astype(object)[keep_rows]
         vectors = self.group.create_array(
             "vectors", shape=(n, dim), dtype=self.manifest["dtype"], chunks=(block, max(dim, 1))
         )
         for start in range(0, n, COPY_BLOCK_ROWS):
             rows = keep_rows[start : start + COPY_BLOCK_ROWS]
-            vectors[start : start + len(rows)] = staging["vectors"].get_orthogonal_selection((rows, slice(None)))
+            vectors[start : start + len(rows)] = self._staged("vectors", (rows, slice(None)), orthogonal=True)
         ids = np.asarray(self.group["ids"][:], dtype=object).astype(str)
         self._update_manifest(
             complete=True,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import zarr
 
+from embhub.errors import StoreError
 from embhub.extract import extract
 from embhub.plugins import load_plugins
 from embhub.provider import Embedded, Item, Provider
@@ -247,5 +248,29 @@ def test_a_kill_before_the_first_manifest_is_written_resumes_too(tmp_path, monke
     monkeypatch.setattr(zarr.Group, "create_group", create_group)
     assert (out / "_staging").is_dir()
     extract(spec, Squares(), items, out, plugins=load_plugins(), batch_size=4)
+    values = np.arange(1, 11)
+    np.testing.assert_array_equal(EmbeddingStore.open(out).vectors(), np.stack([values, values**2, -values], axis=1))
+
+
+def test_resuming_over_a_damaged_staged_chunk_is_one_line_naming_the_fix(tmp_path, monkeypatch):
+    items = [Item(f"item{i}", str(i), i) for i in range(1, 11)]
+    spec = ModelSpec("squares", "squares")
+    write_batch = StoreWriter.write_batch
+
+    def die_after_the_first_batch(writer, batch, *args):
+        if batch > 0:
+            raise Died
+        write_batch(writer, batch, *args)
+
+    out = tmp_path / "squares.zarr"
+    monkeypatch.setattr(StoreWriter, "write_batch", die_after_the_first_batch)
+    with pytest.raises(Died):
+        extract(spec, Squares(), items, out, plugins=load_plugins(), batch_size=4)
+    monkeypatch.setattr(StoreWriter, "write_batch", write_batch)
+    chunk = next(p for p in (out / "_staging" / "vectors").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunk.write_bytes(b"garbage")
+    with pytest.raises(StoreError, match=r"squares\.zarr is damaged: staged 'vectors' cannot be read .*pass --overwrite"):
+        extract(spec, Squares(), items, out, plugins=load_plugins(), batch_size=4)
+    extract(spec, Squares(), items, out, plugins=load_plugins(), batch_size=4, overwrite=True)
     values = np.arange(1, 11)
     np.testing.assert_array_equal(EmbeddingStore.open(out).vectors(), np.stack([values, values**2, -values], axis=1))
