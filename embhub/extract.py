@@ -113,6 +113,7 @@ def _open_writer(out, spec, provider, items, identity, batch_size, dtype, overwr
                 f"store {out} holds a different extraction (model, parameters, inputs or dtype differ); "
                 "pass --overwrite to replace it or choose another --out"
             )
+        _check_same_checkpoint_files(out, manifest, spec, provider)
         if manifest.get("complete"):
             return None, 0
         if "_staging" not in group:
@@ -181,6 +182,20 @@ def _checkpoint_identity(spec: ModelSpec, provider: Provider) -> dict[str, Any] 
         "revision": spec.revision,
         "files": [{"path": str(f), "sha256": sha256_file(f)} for f in files],
     }
+
+
+def _check_same_checkpoint_files(out: Path, manifest: dict[str, Any], spec: ModelSpec, provider: Provider) -> None:
+    """The identity names the model's files, not their contents: edited weights or data under the same path
+    would mix two models' vectors in a resumed store, or hide behind 'already complete'."""
+    recorded = {f["path"]: f["sha256"] for f in (manifest.get("checkpoint") or {}).get("files", [])}
+    current = {f["path"]: f["sha256"] for f in (_checkpoint_identity(spec, provider) or {}).get("files", [])}
+    changed = sorted(path for path in recorded.keys() | current.keys() if recorded.get(path) != current.get(path))
+    if changed:
+        raise StoreError(
+            f"store {out} was extracted with other contents of {changed[0]}"
+            + (f" and {len(changed) - 1} more files" if len(changed) > 1 else "")
+            + "; pass --overwrite to re-extract it with the current files, or choose another --out"
+        )
 
 
 def _how_to_point_at(path: Path, provider: Provider) -> str:

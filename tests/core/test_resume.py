@@ -5,6 +5,8 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +23,8 @@ from tests.support.packages import build_plugin_package, pip_install_target
 
 SLOW_PROVIDER = '''
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from dataclasses import dataclass
 import numpy as np
 from embhub.hookspecs import hookimpl
@@ -274,3 +278,52 @@ def test_resuming_over_a_damaged_staged_chunk_is_one_line_naming_the_fix(tmp_pat
     extract(spec, Squares(), items, out, plugins=load_plugins(), batch_size=4, overwrite=True)
     values = np.arange(1, 11)
     np.testing.assert_array_equal(EmbeddingStore.open(out).vectors(), np.stack([values, values**2, -values], axis=1))
+
+
+class ShiftedSquares(Squares):
+    """Squares shifted by the number written in a data file, as weights or a FASTA decide a model's vectors."""
+
+    name = "shifted-squares"
+
+    @dataclass
+    class Parameters:
+        shift_file: str = ""
+
+    def embed(self, items):
+        result = super().embed(items)
+        result.vectors = result.vectors + float(Path(self.parameters.shift_file).read_text())
+        return result
+
+    def checkpoint_files(self):
+        return [Path(self.parameters.shift_file)]
+
+
+def test_a_store_is_not_resumed_or_called_complete_after_its_checkpoint_files_changed(tmp_path, monkeypatch):
+    """Same model name and parameters, edited weights or data file: resuming would mix two models' vectors in
+    one store, and 'already complete' would hide that the store no longer matches the files."""
+    items = [Item(f"item{i}", str(i), i) for i in range(1, 11)]
+    shift = tmp_path / "shift.txt"
+    shift.write_text("0")
+    spec = ModelSpec("shifted", "shifted-squares", parameters={"shift_file": str(shift)})
+    provider = ShiftedSquares(ShiftedSquares.Parameters(str(shift)))
+    write_batch = StoreWriter.write_batch
+
+    def die_after_the_first_batch(writer, batch, *args):
+        if batch > 0:
+            raise Died
+        write_batch(writer, batch, *args)
+
+    stopped, finished = tmp_path / "stopped.zarr", tmp_path / "finished.zarr"
+    extract(spec, provider, items, finished, plugins=load_plugins(), batch_size=4)
+    monkeypatch.setattr(StoreWriter, "write_batch", die_after_the_first_batch)
+    with pytest.raises(Died):
+        extract(spec, provider, items, stopped, plugins=load_plugins(), batch_size=4)
+    monkeypatch.setattr(StoreWriter, "write_batch", write_batch)
+    shift.write_text("100")
+    for out in (stopped, finished):
+        with pytest.raises(StoreError, match=rf"{out.name} was extracted with other contents of .*shift\.txt.*--overwrite"):
+            extract(spec, provider, items, out, plugins=load_plugins(), batch_size=4)
+    extract(spec, provider, items, stopped, plugins=load_plugins(), batch_size=4, overwrite=True)
+    values = np.arange(1, 11)
+    expected = np.stack([values, values**2, -values], axis=1) + 100
+    np.testing.assert_array_equal(EmbeddingStore.open(stopped).vectors(), expected)
