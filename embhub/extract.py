@@ -93,6 +93,8 @@ def extract(
         if progress:
             progress(finished, len(items))
     writer._update_manifest(provenance={**writer.manifest.get("provenance", {}), **provider.provenance()})
+    if writer.manifest.get("dim") is None:
+        writer._update_manifest(dim=provider.dim)
     manifest = writer.finalize(items, provider.key_namespace)
     return ExtractionResult(out, manifest, resumed, already_complete=False)
 

@@ -206,6 +206,7 @@ class StoreWriter:
         self._update_manifest(
             complete=True,
             completed=now_iso(),
+            dim=dim,
             counts={"done": n, "failed": len(failures)},
             failures=failures,
             content_sha256=content_digest(ids, vectors),

@@ -3,6 +3,10 @@
 import numpy as np
 import pytest
 
+from embhub.extract import extract as extract_store
+from embhub.plugins import load_plugins
+from embhub.provider import Embedded, Failure, Item, Provider
+from embhub.registry import ModelSpec
 from embhub.store import EmbeddingStore
 from embhub_random import random_vector
 from tests.support.cli import assert_one_line_error, run_cli
@@ -100,3 +104,33 @@ def test_overwrite_replaces_a_damaged_store(genes, tmp_path):
     (out / ".DS_Store").write_text("")
     assert extract(genes, out, "--overwrite").exit_code == 0
     assert_random_gene_store(out)
+
+
+class NoneEmbedded(Provider):
+    """Learns its dimension (7) only when it loads its model, in the first batch, then fails every item."""
+
+    name = "none-embedded"
+    entity = "number"
+    id_namespace = "integer"
+    key_namespace = "integer"
+    loaded = False
+
+    @property
+    def dim(self):
+        return 7 if self.loaded else None
+
+    def embed(self, items):
+        self.loaded = True
+        return Embedded([], [], np.zeros((0, 7), np.float32), [Failure(i.input_id, f"cannot embed {i.value}") for i in items])
+
+
+def test_a_store_in_which_every_item_failed_is_valid_and_exports(tmp_path):
+    items = [Item(f"item{i}", str(i), i) for i in range(1, 4)]
+    out = tmp_path / "none.zarr"
+    extract_store(ModelSpec("none", "none-embedded"), NoneEmbedded(), items, out, plugins=load_plugins())
+    store = EmbeddingStore.open(out)
+    assert store.dim == 7 and store.vectors().shape == (0, 7)
+    assert [f["input_id"] for f in store.failures()] == ["item1", "item2", "item3"]
+    assert store.verify() == []
+    assert run_cli("stores", "export", out, tmp_path / "none.npz").exit_code == 0
+    assert np.load(tmp_path / "none.npz")["vectors"].shape == (0, 7)
