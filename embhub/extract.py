@@ -121,6 +121,11 @@ def _open_writer(out, spec, provider, items, identity, batch_size, dtype, overwr
         if "_staging" not in group:
             raise StoreError(f"store {out} is incomplete and has no staging area; pass --overwrite to start again")
         writer = StoreWriter.resume(out)
+        if batch_size is not None and batch_size != writer.plan.batch_size:
+            raise StoreError(
+                f"store {out} was started with batch size {writer.plan.batch_size}; resume it without --batch-size so "
+                f"it equals an uninterrupted run, or pass --overwrite to start again with batch size {batch_size}"
+            )
         return writer, writer.plan.n_batches - len(writer.pending_batches())
     manifest = _manifest(spec, provider, items, identity, dtype, plugins, source)
     if out.exists():

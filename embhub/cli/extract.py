@@ -24,7 +24,7 @@ def extract_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Store path (default: under $EMBHUB_HOME/stores)."),
     id_column: Optional[str] = typer.Option(None, help="Column of the input table holding your ids."),
     value_column: Optional[str] = typer.Option(None, help="Column holding what the model reads (e.g. SMILES)."),
-    batch_size: Optional[int] = typer.Option(None, help="Items per batch (memory is bounded by this)."),
+    batch_size: Optional[int] = typer.Option(None, help="Items per batch (memory is bounded by this); a resumed run keeps the size it started with."),
     dtype: str = typer.Option("float32", help="Vector dtype: float32, float16 or float64."),
     overwrite: bool = typer.Option(False, help="Replace an existing store at --out instead of resuming it."),
     set_: Optional[List[str]] = typer.Option(

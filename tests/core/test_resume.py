@@ -327,3 +327,26 @@ def test_a_store_is_not_resumed_or_called_complete_after_its_checkpoint_files_ch
     values = np.arange(1, 11)
     expected = np.stack([values, values**2, -values], axis=1) + 100
     np.testing.assert_array_equal(EmbeddingStore.open(stopped).vectors(), expected)
+
+
+def test_resuming_with_another_batch_size_says_so_instead_of_ignoring_it(tmp_path, monkeypatch):
+    items = [Item(f"item{i}", str(i), i) for i in range(1, 11)]
+    spec = ModelSpec("squares", "squares")
+    write_batch = StoreWriter.write_batch
+
+    def die_after_the_first_batch(writer, batch, *args):
+        if batch > 0:
+            raise Died
+        write_batch(writer, batch, *args)
+
+    out = tmp_path / "squares.zarr"
+    monkeypatch.setattr(StoreWriter, "write_batch", die_after_the_first_batch)
+    with pytest.raises(Died):
+        extract(spec, Squares(), items, out, plugins=load_plugins(), batch_size=4)
+    monkeypatch.setattr(StoreWriter, "write_batch", write_batch)
+    with pytest.raises(StoreError, match=r"was started with batch size 4; .*--overwrite to start again with batch size 2"):
+        extract(spec, Squares(), items, out, plugins=load_plugins(), batch_size=2)
+    result = extract(spec, Squares(), items, out, plugins=load_plugins())
+    assert result.resumed_batches == 1 and result.manifest["batch_size"] == 4
+    values = np.arange(1, 11)
+    np.testing.assert_array_equal(EmbeddingStore.open(out).vectors(), np.stack([values, values**2, -values], axis=1))
