@@ -35,6 +35,11 @@ def read_items(
     try:
         if delimiter:
             items = _read_table(path, compressed, delimiter, value_columns, id_column, value_column)
+        elif id_column or value_column:
+            raise InputError(
+                f"{path} is read as a plain list, which has no columns for --id-column/--value-column; "
+                f"name a table {', '.join(TABLE_SUFFIXES)} (or with .gz)"
+            )
         else:
             items = _read_list(path, compressed)
     except UnicodeDecodeError:

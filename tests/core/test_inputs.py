@@ -63,3 +63,12 @@ def test_a_folder_given_as_input_is_one_line(tmp_path):
     with pytest.raises(InputError, match=r"cannot read input file .*drugs \(Is a directory\); give a readable"):
         read_items(folder, ("smiles",))
     assert_one_line_error(run_cli("ids", "check", "--input", folder), "cannot read input file")
+
+
+@pytest.mark.parametrize("option", ["id_column", "value_column"])
+def test_a_column_named_for_a_plain_list_is_an_error_not_ignored(tmp_path, option):
+    """A table saved as .txt is read as a list: every line would become one item 'a,TP53' that fails."""
+    path = tmp_path / "genes.txt"
+    path.write_text("id,gene\na,TP53\n")
+    with pytest.raises(InputError, match=r"genes\.txt is read as a plain list, .*name a table \.csv, \.tsv, \.tab"):
+        read_items(path, ("gene",), **{option: "gene"})
