@@ -92,12 +92,15 @@ def read_target_table(path: Path) -> TargetTable:
     delimiter = "," if path.suffix.lower() == ".csv" else "\t"
     raw = path.read_bytes()
     drugs: dict[str, DrugTargets] = {}
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader((line for line in handle if not line.startswith("#")), delimiter=delimiter)
         columns = {name.strip().lower(): name for name in reader.fieldnames or []}
         for needed in ("drug", "target"):
             if needed not in columns:
-                raise InputError(f"drug-target table {path} has no '{needed}' column (columns: drug, target, smiles, source)")
+                raise InputError(
+                    f"drug-target table {path} has no '{needed}' column (it has: {', '.join(columns.values()) or 'none'}; "
+                    "needs drug and target, optionally smiles and source)"
+                )
         for line, row in enumerate(reader, start=2):
             name = (row.get(columns["drug"]) or "").strip()
             targets = [t.strip() for t in (row.get(columns["target"]) or "").split(";") if t.strip()]

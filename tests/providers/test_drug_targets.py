@@ -171,3 +171,16 @@ def test_bundled_table_is_sourced_and_its_targets_are_real_genes():
         assert ident.resolve(row["target"]).status == "resolved", row["target"]
         if row["smiles"]:
             assert Chem.MolFromSmiles(row["smiles"]) is not None
+
+
+def test_a_table_without_the_needed_columns_names_the_columns_it_has(tmp_path):
+    table = tmp_path / "genes.csv"
+    table.write_text("gene,score\nTP53,1\n")
+    with pytest.raises(Exception, match=r"genes\.csv has no 'drug' column \(it has: gene, score; needs drug and target"):
+        read_target_table(table)
+
+
+def test_a_spreadsheet_byte_order_mark_does_not_hide_the_drug_column(tmp_path):
+    table = write_table(tmp_path, [("Dexamethasone", "", "NR3C1", "t")])
+    table.write_bytes(b"\xef\xbb\xbf" + table.read_bytes())
+    assert read_target_table(table).drugs["Dexamethasone"].targets == ["NR3C1"]
