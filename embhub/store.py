@@ -63,9 +63,10 @@ class EmbeddingStore:
         group, manifest = open_store_group(path)
         if not manifest.get("complete"):
             if not allow_incomplete:
+                counts = cls(path, group, manifest).counts
                 raise StoreError(
-                    f"store {path} is incomplete ({manifest.get('counts', {}).get('done', 0)} of "
-                    f"{manifest.get('inputs', {}).get('count', '?')} items); re-run its extraction to finish it"
+                    f"store {path} is incomplete ({counts['done'] + counts['failed']} of "
+                    f"{manifest.get('inputs', {}).get('count', '?')} items done); re-run its extraction to finish it"
                 )
         else:
             for name in ("ids", "input_ids", "vectors"):
@@ -94,7 +95,19 @@ class EmbeddingStore:
         return int(self.manifest["dim"])
 
     def __len__(self) -> int:
-        return int(self._array("ids").shape[0]) if self.complete else self.manifest["counts"]["done"]
+        return int(self._array("ids").shape[0]) if self.complete else self.counts["done"]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """``{done, failed}``: the manifest's once complete; while an extraction runs its manifest counts
+        nothing yet, so they are counted from the staging status."""
+        if self.complete:
+            return dict(self.manifest.get("counts", {}))
+        try:
+            status = self._status()
+        except KeyError:
+            return {"done": 0, "failed": 0}
+        return {"done": int((status == EMBEDDED).sum()), "failed": int((status == FAILED).sum())}
 
     @property
     def ids(self) -> np.ndarray:

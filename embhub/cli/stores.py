@@ -12,7 +12,7 @@ from embhub.cli.render import console, error_console
 from embhub.errors import StoreError
 from embhub.interchange import export_store, import_file
 from embhub.paths import default_store_dir
-from embhub.store import EmbeddingStore, open_store_group, list_stores, manifest_json
+from embhub.store import EmbeddingStore, list_stores, manifest_json
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -24,12 +24,13 @@ def list_command(directory: Optional[Path] = typer.Option(None, "--dir", help="D
     table = Table("store", "model", "entity", "keys", "rows", "dim", "state")
     for path in list_stores(directory):
         try:
-            _, manifest = open_store_group(path)
+            store = EmbeddingStore.open(path, allow_incomplete=True)
         except StoreError as exc:
             table.add_row(str(path), "-", "-", "-", "-", "-", f"[red]{exc}[/]")
             continue
-        state = "[green]complete[/]" if manifest.get("complete") else "[yellow]incomplete[/]"
-        counts = manifest.get("counts", {})
+        manifest = store.manifest
+        state = "[green]complete[/]" if store.complete else "[yellow]incomplete[/]"
+        counts = store.counts
         table.add_row(
             str(path.relative_to(directory)),
             manifest.get("model", {}).get("name", "?"),
@@ -63,7 +64,7 @@ def show_command(
         ("state", "complete" if store.complete else "INCOMPLETE"),
         ("entity / keys", f"{manifest['entity']} / {manifest['key_namespace']} (input: {manifest['id_namespace']})"),
         ("rows × dim", f"{len(store)} × {manifest['dim']} {manifest['dtype']}"),
-        ("failed", str(manifest.get("counts", {}).get("failed", 0))),
+        ("failed", str(store.counts.get("failed", 0))),
         ("parameters", str(manifest.get("parameters"))),
         ("inputs", f"{manifest['inputs']['count']} from {manifest['inputs'].get('source')} (sha256 {manifest['inputs']['sha256'][:12]}…)"),
         ("created", f"{manifest.get('created')} by embhub {manifest.get('embhub_version')}"),

@@ -19,6 +19,7 @@ from embhub.provider import Embedded, Item, Provider
 from embhub.registry import ModelSpec
 from embhub.store import EmbeddingStore
 from embhub.store_writer import StoreWriter
+from tests.support.cli import run_cli
 from tests.support.packages import build_plugin_package, pip_install_target
 
 SLOW_PROVIDER = '''
@@ -350,3 +351,26 @@ def test_resuming_with_another_batch_size_says_so_instead_of_ignoring_it(tmp_pat
     assert result.resumed_batches == 1 and result.manifest["batch_size"] == 4
     values = np.arange(1, 11)
     np.testing.assert_array_equal(EmbeddingStore.open(out).vectors(), np.stack([values, values**2, -values], axis=1))
+
+
+def test_an_interrupted_store_reports_the_rows_it_has(tmp_path, monkeypatch):
+    """The manifest counts rows only when an extraction finishes; until then readers count the staged ones."""
+    items = [Item(f"item{i}", str(i), i) for i in range(1, 11)]
+    write_batch = StoreWriter.write_batch
+
+    def die_after_the_first_batch(writer, batch, *args):
+        if batch > 0:
+            raise Died
+        write_batch(writer, batch, *args)
+
+    out = tmp_path / "stores" / "squares.zarr"
+    monkeypatch.setattr(StoreWriter, "write_batch", die_after_the_first_batch)
+    with pytest.raises(Died):
+        extract(ModelSpec("squares", "squares"), Squares(), items, out, plugins=load_plugins(), batch_size=4)
+    with pytest.raises(StoreError, match=r"incomplete \(4 of 10 items done\)"):
+        EmbeddingStore.open(out)
+    partial = EmbeddingStore.open(out, allow_incomplete=True)
+    assert len(partial) == len(partial.ids) == 4 and partial.counts == {"done": 4, "failed": 0}
+    listing = run_cli("stores", "list", "--dir", out.parent).stdout
+    assert [line.split("│")[5].strip() for line in listing.splitlines() if "squares.zarr" in line] == ["4"]
+    assert "4 × 3" in run_cli("stores", "show", out).stdout
