@@ -93,8 +93,11 @@ class Esm2Embeddings(Provider):
     def checkpoint_dir(self) -> Path:
         """The checkpoint as a local directory: the path itself, or the hub snapshot (downloaded once)."""
         if self._checkpoint_dir is None:
-            local = Path(self.parameters.checkpoint).expanduser()
-            self._checkpoint_dir = local if local.is_dir() else _hub_snapshot(self.parameters.checkpoint, self.parameters.revision)
+            checkpoint = self.parameters.checkpoint
+            local = Path(checkpoint).expanduser()
+            if not local.is_dir() and (local.is_absolute() or checkpoint.startswith((".", "~")) or checkpoint.count("/") != 1):
+                raise InputError(f"checkpoint '{checkpoint}' is not a directory here nor a Hub name (owner/name); fix the path")
+            self._checkpoint_dir = local if local.is_dir() else _hub_snapshot(checkpoint, self.parameters.revision)
         return self._checkpoint_dir
 
     def embed(self, items: Sequence[Item]) -> Embedded:

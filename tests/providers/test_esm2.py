@@ -202,6 +202,15 @@ def test_missing_fasta_is_a_one_line_error(tiny_checkpoint, tmp_path):
     assert_one_line_error(outcome, "fasta")
 
 
+def test_a_checkpoint_directory_that_does_not_exist_is_named_as_a_path_not_a_hub_name(tmp_path):
+    missing = tmp_path / "esm2_t6_8M_UR50D"
+    genes = tmp_path / "genes.txt"
+    genes.write_text("TP53\nKRAS\n")
+    outcome = run_cli("extract", "--model", "esm2-8m", "--set", f"checkpoint={missing}", "--set", f"fasta={FASTA}",
+                      "--input", genes, "--out", tmp_path / "x.zarr")
+    assert_one_line_error(outcome, f"checkpoint '{missing}' is not a directory here nor a Hub name", "fix the path")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_half_precision_vectors_follow_the_cpu_fp32_ones(tiny_checkpoint):
     items = [Item(s, s) for s in SYMBOLS]
