@@ -144,7 +144,7 @@ def read_summaries(path: Path) -> list[GeneRow]:
     if not path.is_file():
         raise InputError(f"NCBI summary table {path} does not exist; pass a TSV with a gene id and a 'summary' column")
     dialect = "excel" if path.suffix.lower() == ".csv" else "excel-tab"
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle, dialect=dialect)
         columns = {name.strip().lower(): name for name in reader.fieldnames or []}
         if "summary" not in columns:

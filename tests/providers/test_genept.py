@@ -195,3 +195,13 @@ def test_extract_with_the_registry_model_writes_a_labelled_gene_store(tmp_path):
     assert provenance["encoder"] == str(bundled_minilm_dir())
     hashed = {Path(f["path"]).name for f in store.manifest["checkpoint"]["files"]}
     assert {"model.safetensors", "tokenizer.json"} <= hashed
+
+
+def test_a_summary_table_saved_by_a_spreadsheet_keeps_its_first_column(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark, which must not rename the first column."""
+    from embhub_genept.gene_text import read_summaries
+
+    summaries = tmp_path / "summaries.csv"
+    summaries.write_bytes(b"\xef\xbb\xbfGeneID,Summary\r\n7157,This gene encodes a tumor suppressor.\r\n")
+    rows = read_summaries(summaries)
+    assert [(r.entrez, r.summary) for r in rows] == [("7157", "This gene encodes a tumor suppressor.")]
