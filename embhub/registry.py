@@ -153,6 +153,12 @@ def _number_or_text(text: str) -> Any:
 def provider_for(spec: ModelSpec, plugins: Plugins) -> type[Provider]:
     if spec.provider not in plugins.providers:
         known = ", ".join(sorted(plugins.providers)) or "none"
+        chosen = os.environ.get("EMBHUB_LOAD_PLUGINS")
+        if chosen is not None:
+            raise RegistryError(
+                f"model '{spec.name}' ({spec.source}) names provider '{spec.provider}', which is not loaded: "
+                f"EMBHUB_LOAD_PLUGINS='{chosen}' loads only those plugins (providers: {known}); add its plugin there or unset it"
+            )
         raise RegistryError(
             f"model '{spec.name}' ({spec.source}) names provider '{spec.provider}', which is not "
             f"installed (installed: {known}); install its plugin or fix the entry"

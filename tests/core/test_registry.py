@@ -66,3 +66,11 @@ def test_safe_loader_refuses_python_objects(tmp_path):
 def test_unknown_model_suggests_close_names():
     outcome = run_cli("extract", "--model", "morgan-2-2049", "--input", "x.csv")
     assert_one_line_error(outcome, "no model named 'morgan-2-2049'", "morgan-2-2048")
+
+
+def test_a_provider_left_out_by_embhub_load_plugins_is_not_called_uninstalled(tmp_path, monkeypatch):
+    genes = tmp_path / "genes.txt"
+    genes.write_text("TP53\n")
+    monkeypatch.setenv("EMBHUB_LOAD_PLUGINS", "morgan")
+    outcome = run_cli("extract", "--model", "random-gene-100", "--input", genes, "--out", tmp_path / "g.zarr")
+    assert_one_line_error(outcome, "provider 'random-gene', which is not loaded: EMBHUB_LOAD_PLUGINS='morgan'", "unset it")
