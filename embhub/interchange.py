@@ -6,8 +6,9 @@ column followed by one column per dimension).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -44,7 +45,10 @@ def write_store(
     dtype: str = "float32",
     overwrite: bool = False,
 ) -> EmbeddingStore:
-    """Write a complete store from ids and row blocks of vectors (memory bounded by the block size)."""
+    """Write a complete store from ids and row blocks of vectors (memory bounded by the block size).
+
+    The store is built beside ``path`` and moved there once complete, so an import that fails (a NaN, a
+    wrong width) leaves a store it was to overwrite as it was."""
     import zarr
 
     ids = np.asarray(ids).astype(str)
@@ -56,7 +60,10 @@ def write_store(
             f"{path} exists and is not an embhub store; choose another --out or move it away (--overwrite replaces only embhub stores)"
         )
     n = len(ids)
-    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    building = path.with_name(f".{path.name}.importing")
+    if building.exists():
+        shutil.rmtree(building)
+    group = zarr.open_group(str(building), mode="w", zarr_format=3)
     group.create_array("ids", shape=(n,), dtype=str, chunks=(max(n, 1),))[:] = ids
     group.create_array("input_ids", shape=(n,), dtype=str, chunks=(max(n, 1),))[:] = ids
     for label, values in (labels or {}).items():
@@ -64,19 +71,11 @@ def write_store(
     vectors = group.create_array(
         "vectors", shape=(n, dim), dtype=dtype, chunks=(max(1, min(COPY_BLOCK_ROWS, n)), max(dim, 1))
     )
-    start = 0
-    for block in blocks:
-        block = np.asarray(block, dtype=dtype)
-        if block.ndim != 2 or block.shape[1] != dim:
-            raise InputError(f"{source}: rows from {start} have shape {block.shape}, expected (*, {dim})")
-        bad = ~np.isfinite(block).all(axis=1)
-        if bad.any():
-            row = start + int(np.argmax(bad))
-            raise InputError(f"{source}: the vector of '{ids[row]}' (row {row + 1}) contains NaN or inf; fix or drop it")
-        vectors[start : start + len(block)] = block
-        start += len(block)
-    if start != n:
-        raise InputError(f"{source}: {start} vectors for {n} ids")
+    try:
+        _write_blocks(vectors, blocks, ids, dim, dtype, source)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
     items = [Item(i, i) for i in ids]
     group.attrs[MANIFEST_KEY] = {
         "format": FORMAT_NAME,
@@ -102,7 +101,27 @@ def write_store(
         "provenance": extra or {},
         "content_sha256": content_digest(ids, vectors),
     }
+    if path.exists():
+        shutil.rmtree(path)
+    building.rename(path)
     return EmbeddingStore.open(path)
+
+
+def _write_blocks(vectors, blocks: Iterable[np.ndarray], ids: np.ndarray, dim: int, dtype: str, source: str) -> None:
+    """Fill ``vectors`` from row blocks, refusing a wrong width, NaN or inf, or a row count unlike the ids'."""
+    start = 0
+    for block in blocks:
+        block = np.asarray(block, dtype=dtype)
+        if block.ndim != 2 or block.shape[1] != dim:
+            raise InputError(f"{source}: rows from {start} have shape {block.shape}, expected (*, {dim})")
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            row = start + int(np.argmax(bad))
+            raise InputError(f"{source}: the vector of '{ids[row]}' (row {row + 1}) contains NaN or inf; fix or drop it")
+        vectors[start : start + len(block)] = block
+        start += len(block)
+    if start != len(ids):
+        raise InputError(f"{source}: {start} vectors for {len(ids)} ids")
 
 
 def import_file(source: Path, out: Path, *, name: str | None, entity: str, key_namespace: str, overwrite: bool = False):

@@ -146,3 +146,13 @@ def test_import_overwrite_replaces_a_damaged_store_but_never_deletes_another_fol
     restored = EmbeddingStore.open(store_path)
     assert restored.verify() == []
     np.testing.assert_array_equal(restored.vectors(), np.load(exported, allow_pickle=False)["vectors"])
+
+
+def test_an_import_that_fails_leaves_the_store_it_was_to_overwrite(store_path, tmp_path):
+    before = EmbeddingStore.open(store_path).manifest["content_sha256"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,d0,d1\nA,1,2\nB,3\n")
+    outcome = run_cli("stores", "import", bad, "--out", store_path, "--entity", "drug", "--key-namespace", "inchikey", "--overwrite")
+    assert_one_line_error(outcome, "contains NaN or inf")
+    assert EmbeddingStore.open(store_path).manifest["content_sha256"] == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "drugs.csv", "fp.zarr"]
