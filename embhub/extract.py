@@ -109,7 +109,10 @@ def _open_writer(out, spec, provider, items, identity, batch_size, dtype, overwr
             f"{out} exists and is not an embhub store; choose another --out or move it away (--overwrite replaces only embhub stores)"
         )
     if out.exists() and not overwrite and not interrupted_before_manifest(out):
-        group, manifest = open_store_group(out)
+        try:
+            group, manifest = open_store_group(out)
+        except StoreError as exc:
+            raise StoreError(f"{exc} (pass --overwrite to replace it)") from None
         if manifest.get("identity") != identity:
             raise StoreError(
                 f"store {out} holds a different extraction (model, parameters, inputs or dtype differ); "

@@ -134,3 +134,12 @@ def test_a_store_in_which_every_item_failed_is_valid_and_exports(tmp_path):
     assert store.verify() == []
     assert run_cli("stores", "export", out, tmp_path / "none.npz").exit_code == 0
     assert np.load(tmp_path / "none.npz")["vectors"].shape == (0, 7)
+
+
+def test_a_damaged_store_at_out_is_one_line_pointing_to_overwrite(genes, tmp_path):
+    out = tmp_path / "genes.zarr"
+    assert extract(genes, out).exit_code == 0
+    (out / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+    assert_one_line_error(extract(genes, out), "not an embhub store", "pass --overwrite to replace it")
+    assert extract(genes, out, "--overwrite").exit_code == 0
+    assert_random_gene_store(out)
