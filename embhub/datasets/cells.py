@@ -34,7 +34,20 @@ def _open(path: Path):
     try:
         return h5py.File(path, "r")
     except OSError as exc:
+        if _is_gzip(path):
+            raise InputError(
+                f"{path} is gzip-compressed (as the study's per-cell-line Tahoe files are); an .h5ad is read in place, "
+                f"so decompress it first (gunzip -k {path}) and give the .h5ad"
+            ) from None
         raise InputError(f"{path} is not a readable .h5ad file ({exc}); check the path") from None
+
+
+def _is_gzip(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
 
 
 def read_var(path: Path) -> pd.DataFrame:

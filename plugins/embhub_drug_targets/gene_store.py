@@ -50,7 +50,8 @@ def _store_of_model(name: str) -> EmbeddingStore:
     if not stores:
         raise StoreError(
             f"no complete gene store named '{name}' (looked for a path and in {directory}); "
-            f"run 'embhub extract --model {name}' first or give a store path"
+            f"run 'embhub extract --model {name}' first (with --input GENES listing the drugs' targets, for a model "
+            "without default genes such as random-gene-100) or give a store path"
         )
     if len(stores) > 1:
         defaults = [s for s in stores if s.manifest.get("inputs", {}).get("source") == DEFAULT_ITEMS_SOURCE]

@@ -55,6 +55,18 @@ def test_wrong_file_for_dataset(good, tmp_path):
         prepare_dataset(Tahoe(), [good], tmp_path / "x.zarr")
 
 
+def test_a_gzip_compressed_h5ad_says_to_decompress_it(good, tmp_path):
+    import gzip
+    import shutil
+
+    compressed = tmp_path / "K562.h5ad.gz"
+    with open(good, "rb") as source, gzip.open(compressed, "wb") as target:
+        shutil.copyfileobj(source, target)
+    with pytest.raises(InputError, match=r"gzip-compressed.*gunzip -k .*K562\.h5ad\.gz") as error:
+        prepare_dataset(Essential(), [compressed], tmp_path / "x.zarr")
+    assert "\n" not in str(error.value)
+
+
 def test_missing_raw_file(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         prepare_dataset(Essential(), [tmp_path / "nope.h5ad"], tmp_path / "x.zarr")

@@ -153,7 +153,8 @@ def test_store_and_table_mistakes_are_one_line_errors(tmp_path, isolated_home):
         "  notable:\n    provider: drug-targets\n    parameters: {gene_store: x, targets: /no/such/table.tsv}\n"
     )
     assert_one_line_error(
-        run_cli("extract", "-m", "nostore", "--registry", registry), "never-extracted", "embhub extract --model never-extracted"
+        run_cli("extract", "-m", "nostore", "--registry", registry), "never-extracted", "embhub extract --model never-extracted",
+        "--input GENES",
     )
     assert_one_line_error(run_cli("extract", "-m", "notable", "--registry", registry), "/no/such/table.tsv", "sciplex3")
     assert not list(isolated_home.rglob("*.zarr"))
