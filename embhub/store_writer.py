@@ -2,8 +2,9 @@
 
 Rows live in ``_staging/`` at their input position; for each batch the data chunks are written first
 and the per-row ``status`` chunk last. A new array (``vectors``, a label) is recorded in the manifest
-before it is created, so a kill in between never leaves an array the manifest does not know. Zarr writes each chunk atomically, so a killed run leaves every
-batch either done or pending, and finishing compacts the rows into the final arrays.
+before it is created, so a kill in between never leaves an array the manifest does not know. Zarr
+writes each chunk atomically, so a killed run leaves every batch either done or pending, and finishing
+compacts the rows into the final arrays.
 """
 
 from __future__ import annotations
