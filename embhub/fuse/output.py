@@ -1,8 +1,10 @@
 """Writing a fusion run next to (or into) an ``embhub evaluate`` output directory.
 
 ``results.parquet``/``results.csv`` get the fusion rows (and the concatenation-kNN rows) merged into whatever
-results the directory already holds, replacing earlier rows of the same dataset, method and embedding, so
-single-store kNN rows and fusion rows share one table and one set of plots. Besides, under ``fusion/``:
+results the directory already holds, replacing earlier rows of the same dataset, method, embedding, cell line and
+fold, so single-store kNN rows and fusion rows share one table and one set of plots, and runs over other folds
+(``--fold 0``, then ``--fold 1``) add to it. The side files merge the same way (per fold, or per fold and cell
+line; ``run.json`` keeps the earlier runs' records under ``earlier_runs``). Besides, under ``fusion/``:
 
     <name>/run.json              what ran: sources with coverage, folds, seed, base configuration
     <name>/params.json           per fold: chosen configuration, best epoch, validation loss, timings
@@ -32,13 +34,42 @@ def run_directory(out_dir: Path, name: str) -> Path:
     return Path(out_dir) / "fusion" / re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("_")
 
 
+RESULT_KEY = ("dataset", "method", "embedding", "cell_line", "fold")
+
+
 def merge_results(existing: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
-    """``existing`` without the rows ``new`` replaces (same dataset, method, embedding), then ``new``."""
+    """``existing`` without the rows ``new`` replaces (same :data:`RESULT_KEY`), then ``new``."""
+    return _merged(existing, new, RESULT_KEY)
+
+
+def _merged(existing: pd.DataFrame | None, new: pd.DataFrame, key: tuple[str, ...]) -> pd.DataFrame:
     if existing is None or existing.empty:
         return new.reset_index(drop=True)
-    replaced = set(zip(new["dataset"], new["method"], new["embedding"]))
-    keep = [key not in replaced for key in zip(existing["dataset"], existing["method"], existing["embedding"])]
+    replaced = set(zip(*(new[column] for column in key)))
+    keep = [row not in replaced for row in zip(*(existing[column] for column in key))]
     return pd.concat([existing[keep], new], ignore_index=True)
+
+
+def _merged_csv(path: Path, new: pd.DataFrame) -> pd.DataFrame:
+    """An attention or leave-one-out table merged per (fold, cell line) with the one already at ``path``."""
+    return _merged(pd.read_csv(path) if path.exists() else None, new, ("fold", "cell_line"))
+
+
+def _merged_fold_records(path: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """``params.json``: the earlier runs' records of other folds, then this run's, by fold."""
+    folds = {record["fold"] for record in records}
+    earlier = json.loads(path.read_text()).get("folds", []) if path.exists() else []
+    merged = [record for record in earlier if record.get("fold") not in folds] + records
+    return {"folds": sorted(merged, key=lambda record: record["fold"])}
+
+
+def _merged_run(path: Path, metadata: dict[str, Any]) -> dict[str, Any]:
+    """``run.json``: this run's record, with the records of the runs written here before it."""
+    if not path.exists():
+        return metadata
+    earlier = json.loads(path.read_text())
+    history = earlier.pop("earlier_runs", [])
+    return {**metadata, "earlier_runs": [*history, earlier]}
 
 
 def save_fusion_run(run: FusionRun, out_dir: str | Path, plots: bool = True) -> dict[str, Path]:
@@ -53,23 +84,28 @@ def save_fusion_run(run: FusionRun, out_dir: str | Path, plots: bool = True) -> 
     folder = run_directory(out, run.name)
     folder.mkdir(parents=True, exist_ok=True)
     written = {"results": out / RESULTS_PARQUET}
-    written["run"] = _write_json(folder / "run.json", run.metadata)
-    written["params"] = _write_json(folder / "params.json", {"folds": run.folds})
+    written["run"] = _write_json(folder / "run.json", _merged_run(folder / "run.json", run.metadata))
+    written["params"] = _write_json(folder / "params.json", _merged_fold_records(folder / "params.json", run.folds))
     if run.studies:
-        written["optuna"] = _write_json(folder / "optuna.json", {str(k): v for k, v in run.studies.items()})
-    run.attention.to_csv(folder / "attention.csv", index=False)
+        optuna = folder / "optuna.json"
+        earlier = json.loads(optuna.read_text()) if optuna.exists() else {}
+        written["optuna"] = _write_json(optuna, {**earlier, **{str(k): v for k, v in run.studies.items()}})
+    attention = _merged_csv(folder / "attention.csv", run.attention)
+    attention.to_csv(folder / "attention.csv", index=False)
     written["attention"] = folder / "attention.csv"
+    leave_one_out = None
     if run.leave_one_out is not None:
-        run.leave_one_out.to_csv(folder / "leave_one_out.csv", index=False)
+        leave_one_out = _merged_csv(folder / "leave_one_out.csv", run.leave_one_out)
+        leave_one_out.to_csv(folder / "leave_one_out.csv", index=False)
         written["leave_one_out"] = folder / "leave_one_out.csv"
     if plots:
         from embhub.fuse.plots import plot_attention, plot_leave_one_out
 
-        if not run.attention.empty:
-            written["attention_plot"] = plot_attention(attention_summary(run.attention), folder / "attention.png", run.name)
-        if run.leave_one_out is not None and not run.leave_one_out.empty:
+        if not attention.empty:
+            written["attention_plot"] = plot_attention(attention_summary(attention), folder / "attention.png", run.name)
+        if leave_one_out is not None and not leave_one_out.empty:
             written["leave_one_out_plot"] = plot_leave_one_out(
-                leave_one_out_summary(run.leave_one_out), folder / "leave_one_out.png", run.name
+                leave_one_out_summary(leave_one_out), folder / "leave_one_out.png", run.name
             )
     return written
 

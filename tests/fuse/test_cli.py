@@ -129,3 +129,40 @@ def test_fusion_rows_reach_the_summary_of_an_evaluate_output(screen, tmp_path):
                        & (table.metric == "L2") & (table.subset == "all")]
         assert len(fused) == 1 and len(scored) == 1
         assert fused["mean"].iloc[0] == pytest.approx(scored["value"].iloc[0])
+
+
+def test_runs_over_other_folds_add_to_the_output_and_a_rerun_replaces_its_own(screen, tmp_path):
+    """Fusing fold 0, then fold 1, into one folder keeps both (the second run used to drop fold 0's rows); fusing
+    fold 0 again replaces fold 0's rows and side-file entries instead of adding a second copy."""
+    stores = [str(screen.stores[name].path) for name in ("store_a", "store_b")]
+
+    def fuse(fold):
+        result = run_cli(
+            "fuse", "--dataset", str(screen.dataset.path), "--stores", *stores, "--trials", "0", "--fold", str(fold),
+            "--max-epochs", "2", "--d-model", "16", "--n-heads", "2", "--n-layers", "1", "--cpu-threads", "1",
+            "--leave-one-out", "--out", str(tmp_path),
+        )
+        assert result.exit_code == 0, result.stderr
+
+    folder = tmp_path / "fusion" / "fusion_store_a+store_b"
+    fuse(0)
+    first = load_results(tmp_path)
+    fuse(1)
+    both = load_results(tmp_path)
+    fusion = both[both.method == "fusion"]
+    assert set(fusion.fold) == {0, 1}
+    assert len(both) == 2 * len(first)
+    assert set(both[both.embedding.str.startswith("concat[")].fold) == {0, 1}
+    assert [record["fold"] for record in json.loads((folder / "params.json").read_text())["folds"]] == [0, 1]
+    assert set(pd.read_csv(folder / "attention.csv").fold) == {0, 1}
+    assert set(pd.read_csv(folder / "leave_one_out.csv").fold) == {0, 1}
+
+    fuse(0)
+    again = load_results(tmp_path)
+    assert len(again) == len(both)
+    keys = ["cell_line", "fold", "method", "embedding", "metric", "subset"]
+    assert again[again.fold == 1].sort_values(keys).value.tolist() == both[both.fold == 1].sort_values(keys).value.tolist()
+    attention = pd.read_csv(folder / "attention.csv")
+    assert len(attention) == len(attention.drop_duplicates(["fold", "cell_line", "token"]))
+    run = json.loads((folder / "run.json").read_text())
+    assert run["folds"] == [0] and [r["folds"] for r in run["earlier_runs"]] == [[0], [1]]
