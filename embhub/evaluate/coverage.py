@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from embhub.errors import StoreError
+from embhub.errors import InputError, StoreError
 from embhub.evaluate.results import manifest_id
 
 ENSEMBL = "ensembl_gene_id"
@@ -226,6 +226,18 @@ def align_store(store: Any, dataset: Any, pert_ids: Sequence[str]) -> AlignedSto
         unmapped=unmapped,
         superseded=superseded,
     )
+
+
+def refuse_stores_given_twice(stores: Sequence[Any]) -> None:
+    """One line when a store (same store id: a path twice, ``path/``, a model name and its path) is given twice;
+    it would count as two stores of one source. ``stores``: anything with ``name``, ``path`` and ``store_id``."""
+    first_of: dict[str, Any] = {}
+    for store in stores:
+        if store.store_id in first_of:
+            other = first_of[store.store_id]
+            where = store.path if store.path == other.path else f"{other.path} and {store.path}"
+            raise InputError(f"store '{store.name}' is given twice ({where}); give each store once")
+        first_of[store.store_id] = store
 
 
 def coverage_rows(aligned: AlignedStore, cell_line: str, pert_ids: Sequence[str]) -> dict[str, Any]:

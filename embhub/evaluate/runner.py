@@ -21,7 +21,7 @@ import pandas as pd
 from embhub.errors import InputError, StoreError
 from embhub.evaluate import results as R
 from embhub.evaluate.baselines import idealized_embeddings, most_frequent_class, random_embeddings
-from embhub.evaluate.coverage import AlignedStore, align_store, coverage_rows
+from embhub.evaluate.coverage import AlignedStore, align_store, coverage_rows, refuse_stores_given_twice
 from embhub.evaluate.device_knn import cuda_device, fit_projections, knn_predict
 from embhub.evaluate.folds import FoldData, LineResponses
 from embhub.evaluate.knn import CVProjections, knn_cv_predict
@@ -164,13 +164,7 @@ def evaluate(
 
 def _name_apart(aligned: list[AlignedStore]) -> None:
     """Refuse a store given twice; stores that share a name, or take a baseline's, get their id appended."""
-    first_of: dict[str, AlignedStore] = {}
-    for a in aligned:
-        if a.store_id in first_of:
-            other = first_of[a.store_id]
-            where = a.path if a.path == other.path else f"{other.path} and {a.path}"
-            raise InputError(f"store '{a.name}' is given twice ({where}); give each store once")
-        first_of[a.store_id] = a
+    refuse_stores_given_twice(aligned)
     names = [a.name for a in aligned]
     for a in aligned:
         if names.count(a.name) > 1 or a.name in R.BASELINE_EMBEDDINGS:

@@ -21,7 +21,7 @@ import numpy as np
 
 from embhub.datasets.prepared import PreparedDataset
 from embhub.errors import InputError
-from embhub.evaluate.coverage import align_store, resolve_store_paths
+from embhub.evaluate.coverage import align_store, refuse_stores_given_twice, resolve_store_paths
 from embhub.evaluate.results import manifest_id
 from embhub.paths import default_store_dir
 from embhub.store import EmbeddingStore
@@ -152,13 +152,7 @@ def load_fusion_data(
 
 def _disambiguate(info: list[SourceInfo]) -> None:
     """Refuse a store given twice; two stores of one model get ``name@<store id>`` (as ``embhub evaluate``)."""
-    first_of: dict[str, SourceInfo] = {}
-    for item in info:
-        if item.store_id in first_of:
-            other = first_of[item.store_id]
-            where = item.path if item.path == other.path else f"{other.path} and {item.path}"
-            raise InputError(f"store '{item.name}' is given twice ({where}); give each store once")
-        first_of[item.store_id] = item
+    refuse_stores_given_twice(info)
     names = [i.name for i in info]
     for item in info:
         if names.count(item.name) > 1:

@@ -211,6 +211,21 @@ class Died(BaseException):
     """Stands for SIGKILL: nothing after it runs."""
 
 
+def extract_killed_after_the_first_batch(spec, provider, items, out, monkeypatch, batch_size=4):
+    """An extraction that dies, as a kill would, once its first batch is written."""
+    write_batch = StoreWriter.write_batch
+
+    def die_after_the_first_batch(writer, batch, *args):
+        if batch > 0:
+            raise Died
+        write_batch(writer, batch, *args)
+
+    monkeypatch.setattr(StoreWriter, "write_batch", die_after_the_first_batch)
+    with pytest.raises(Died):
+        extract(spec, provider, items, out, plugins=load_plugins(), batch_size=batch_size)
+    monkeypatch.setattr(StoreWriter, "write_batch", write_batch)
+
+
 @pytest.mark.parametrize("recorded", ["dim", "labels"])
 def test_a_kill_between_creating_a_staging_array_and_recording_it_resumes_to_the_full_store(tmp_path, monkeypatch, recorded):
     items = [Item(f"item{i}", str(i), i) for i in range(1, 11)]
@@ -260,18 +275,8 @@ def test_a_kill_before_the_first_manifest_is_written_resumes_too(tmp_path, monke
 def test_resuming_over_a_damaged_staged_chunk_is_one_line_naming_the_fix(tmp_path, monkeypatch):
     items = [Item(f"item{i}", str(i), i) for i in range(1, 11)]
     spec = ModelSpec("squares", "squares")
-    write_batch = StoreWriter.write_batch
-
-    def die_after_the_first_batch(writer, batch, *args):
-        if batch > 0:
-            raise Died
-        write_batch(writer, batch, *args)
-
     out = tmp_path / "squares.zarr"
-    monkeypatch.setattr(StoreWriter, "write_batch", die_after_the_first_batch)
-    with pytest.raises(Died):
-        extract(spec, Squares(), items, out, plugins=load_plugins(), batch_size=4)
-    monkeypatch.setattr(StoreWriter, "write_batch", write_batch)
+    extract_killed_after_the_first_batch(spec, Squares(), items, out, monkeypatch)
     chunk = next(p for p in (out / "_staging" / "vectors").rglob("*") if p.is_file() and p.name != "zarr.json")
     chunk.write_bytes(b"garbage")
     with pytest.raises(StoreError, match=r"squares\.zarr is damaged: staged 'vectors' cannot be read .*pass --overwrite"):
@@ -307,19 +312,9 @@ def test_a_store_is_not_resumed_or_called_complete_after_its_checkpoint_files_ch
     shift.write_text("0")
     spec = ModelSpec("shifted", "shifted-squares", parameters={"shift_file": str(shift)})
     provider = ShiftedSquares(ShiftedSquares.Parameters(str(shift)))
-    write_batch = StoreWriter.write_batch
-
-    def die_after_the_first_batch(writer, batch, *args):
-        if batch > 0:
-            raise Died
-        write_batch(writer, batch, *args)
-
     stopped, finished = tmp_path / "stopped.zarr", tmp_path / "finished.zarr"
     extract(spec, provider, items, finished, plugins=load_plugins(), batch_size=4)
-    monkeypatch.setattr(StoreWriter, "write_batch", die_after_the_first_batch)
-    with pytest.raises(Died):
-        extract(spec, provider, items, stopped, plugins=load_plugins(), batch_size=4)
-    monkeypatch.setattr(StoreWriter, "write_batch", write_batch)
+    extract_killed_after_the_first_batch(spec, provider, items, stopped, monkeypatch)
     shift.write_text("100")
     for out in (stopped, finished):
         with pytest.raises(StoreError, match=rf"{out.name} was extracted with other contents of .*shift\.txt.*--overwrite"):
@@ -333,18 +328,8 @@ def test_a_store_is_not_resumed_or_called_complete_after_its_checkpoint_files_ch
 def test_resuming_with_another_batch_size_says_so_instead_of_ignoring_it(tmp_path, monkeypatch):
     items = [Item(f"item{i}", str(i), i) for i in range(1, 11)]
     spec = ModelSpec("squares", "squares")
-    write_batch = StoreWriter.write_batch
-
-    def die_after_the_first_batch(writer, batch, *args):
-        if batch > 0:
-            raise Died
-        write_batch(writer, batch, *args)
-
     out = tmp_path / "squares.zarr"
-    monkeypatch.setattr(StoreWriter, "write_batch", die_after_the_first_batch)
-    with pytest.raises(Died):
-        extract(spec, Squares(), items, out, plugins=load_plugins(), batch_size=4)
-    monkeypatch.setattr(StoreWriter, "write_batch", write_batch)
+    extract_killed_after_the_first_batch(spec, Squares(), items, out, monkeypatch)
     with pytest.raises(StoreError, match=r"was started with batch size 4; .*--overwrite to start again with batch size 2"):
         extract(spec, Squares(), items, out, plugins=load_plugins(), batch_size=2)
     result = extract(spec, Squares(), items, out, plugins=load_plugins())
@@ -356,17 +341,8 @@ def test_resuming_with_another_batch_size_says_so_instead_of_ignoring_it(tmp_pat
 def test_an_interrupted_store_reports_the_rows_it_has(tmp_path, monkeypatch):
     """The manifest counts rows only when an extraction finishes; until then readers count the staged ones."""
     items = [Item(f"item{i}", str(i), i) for i in range(1, 11)]
-    write_batch = StoreWriter.write_batch
-
-    def die_after_the_first_batch(writer, batch, *args):
-        if batch > 0:
-            raise Died
-        write_batch(writer, batch, *args)
-
     out = tmp_path / "stores" / "squares.zarr"
-    monkeypatch.setattr(StoreWriter, "write_batch", die_after_the_first_batch)
-    with pytest.raises(Died):
-        extract(ModelSpec("squares", "squares"), Squares(), items, out, plugins=load_plugins(), batch_size=4)
+    extract_killed_after_the_first_batch(ModelSpec("squares", "squares"), Squares(), items, out, monkeypatch)
     with pytest.raises(StoreError, match=r"incomplete \(4 of 10 items done\)"):
         EmbeddingStore.open(out)
     partial = EmbeddingStore.open(out, allow_incomplete=True)
