@@ -79,9 +79,11 @@ class DrugTargetEmbedding(Provider):
         return self._table, self._index
 
     def checkpoint_files(self) -> list[Path]:
-        """The target table (hashed into the manifest); loading here makes a bad gene store fail early."""
-        table, _ = self.load()
-        return [table.path]
+        """The target table and the gene store's metadata file (which holds its content checksum), hashed into the
+        manifest, so a re-run after either changed is refused instead of resumed or called complete; loading
+        here makes a bad gene store fail early."""
+        table, index = self.load()
+        return [table.path, Path(index.store.path) / "zarr.json"]
 
     def default_items(self) -> list[Item] | None:
         table, _ = self.load()

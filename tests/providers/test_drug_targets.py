@@ -88,6 +88,29 @@ def test_bundled_table_extracts_means_of_present_targets_and_reports_the_rest(tm
     assert store.manifest["checkpoint"]["files"][0]["path"].endswith("sciplex3_targets.tsv")
 
 
+def test_a_rerun_after_the_gene_store_changed_is_refused_not_called_complete(tmp_path, toy_genes):
+    """The drug vectors are made of the gene store's: once that store is extracted again with other vectors, the
+    finished drug store no longer matches it, so a re-run says so instead of 'already complete'."""
+    import shutil
+
+    _, ensembl = toy_genes
+    registry = tmp_path / "registry.yaml"
+    registry.write_text("models:\n  tm:\n    provider: drug-targets\n    parameters: {gene_store: toy-genes}\n")
+    out = tmp_path / "tm.zarr"
+    assert run_cli("extract", "-m", "tm", "-o", out, "--registry", registry).exit_code == 0
+    assert run_cli("extract", "-m", "tm", "-o", out, "--registry", registry).exit_code == 0  # unchanged: complete
+    gene_store = default_store_dir() / "toy-genes" / "default-0.zarr"
+    shutil.rmtree(gene_store)
+    doubled = np.random.default_rng(7).normal(size=(len(GENES), DIM)).astype(np.float32) * 2
+    write_store(gene_store, np.array([ensembl[s] for s in GENES]), iter([doubled]), DIM, name="toy-genes", entity="gene",
+                key_namespace="ensembl_gene_id", source="test", labels={"symbol": np.array(GENES)})
+    rerun = run_cli("extract", "-m", "tm", "-o", out, "--registry", registry)
+    assert_one_line_error(rerun, "was extracted with other contents of", "default-0.zarr/zarr.json", "--overwrite")
+    before = EmbeddingStore.open(out).vectors()
+    assert run_cli("extract", "-m", "tm", "-o", out, "--registry", registry, "--overwrite").exit_code == 0
+    np.testing.assert_allclose(EmbeddingStore.open(out).vectors(), before * 2, rtol=1e-6)
+
+
 def write_table(tmp_path, rows, name="targets.tsv"):
     path = tmp_path / name
     path.write_text("drug\tsmiles\ttarget\tsource\n" + "".join("\t".join(r) + "\n" for r in rows))
