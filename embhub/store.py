@@ -212,14 +212,11 @@ class EmbeddingStore:
     def _read(self, name: str, selection: Any = slice(None), orthogonal: bool = False) -> np.ndarray:
         """Read part of an array; a chunk that cannot be decoded (truncated, overwritten) is a one-line
         :class:`StoreError`, not the codec's traceback."""
-        array = self._array(name)
-        try:
-            return np.asarray(array.get_orthogonal_selection(selection) if orthogonal else array[selection])
-        except (RuntimeError, ValueError, OSError, EOFError) as exc:
-            raise StoreError(
-                f"store {self.path} is damaged: array '{name}' cannot be read ({type(exc).__name__}: {exc}); "
-                "re-extract it ('embhub stores verify' checks a store)"
-            ) from None
+        return read_selection(
+            self._array(name), selection, orthogonal,
+            damaged=f"store {self.path} is damaged: array '{name}' cannot be read ({{error}}); "
+            "re-extract it ('embhub stores verify' checks a store)",
+        )
 
     def _status(self) -> np.ndarray:
         return np.asarray(self.group["_staging/status"][:])
@@ -249,6 +246,15 @@ def open_store_group(path: Path) -> tuple[zarr.Group, dict[str, Any]]:
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise StoreError(f"store {path} uses format version {manifest['format_version']}; upgrade embhub to read it")
     return group, manifest
+
+
+def read_selection(array: zarr.Array, selection: Any = slice(None), orthogonal: bool = False, *, damaged: str) -> np.ndarray:
+    """Part of a Zarr array; a chunk that cannot be decoded (truncated, overwritten) raises a one-line
+    :class:`StoreError`, ``damaged`` with ``{error}`` filled in, not the codec's traceback."""
+    try:
+        return np.asarray(array.get_orthogonal_selection(selection) if orthogonal else array[selection])
+    except (RuntimeError, ValueError, OSError, EOFError) as exc:
+        raise StoreError(damaged.format(error=f"{type(exc).__name__}: {exc}")) from None
 
 
 STORE_ENTRIES = {"zarr.json", "ids", "input_ids", "labels", "vectors", "_staging"}

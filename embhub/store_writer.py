@@ -28,6 +28,7 @@ from embhub.store import (
     content_digest,
     now_iso,
     open_store_group,
+    read_selection,
 )
 
 
@@ -148,14 +149,11 @@ class StoreWriter:
 
     def _staged(self, name: str, selection: Any = slice(None), orthogonal: bool = False) -> np.ndarray:
         """Read a staging array; a chunk that cannot be decoded is a one-line :class:`StoreError`."""
-        array = self.group[f"_staging/{name}"]
-        try:
-            return np.asarray(array.get_orthogonal_selection(selection) if orthogonal else array[selection])
-        except (RuntimeError, ValueError, OSError, EOFError) as exc:
-            raise StoreError(
-                f"store {self.path} is damaged: staged '{name}' cannot be read ({type(exc).__name__}); "
-                "pass --overwrite to start the extraction again"
-            ) from None
+        return read_selection(
+            self.group[f"_staging/{name}"], selection, orthogonal,
+            damaged=f"store {self.path} is damaged: staged '{name}' cannot be read ({{error}}); "
+            "pass --overwrite to start the extraction again",
+        )
 
     def finalize(self, items: Sequence[Item], key_namespace: str) -> dict[str, Any]:
         """Compact staged rows into the final arrays (input order), mark complete, drop staging."""
