@@ -133,6 +133,8 @@ class Esm2Embeddings(Provider):
 
     def checkpoint_files(self) -> list[Path]:
         files = [Path(self.parameters.fasta)] if self.parameters.fasta else []
+        if not all(f.is_file() for f in files):
+            return files  # the missing FASTA is reported before a hub checkpoint (2.5 GB for 650M) is downloaded
         directory = self.checkpoint_dir()
         weights = sorted(f for f in directory.iterdir() if f.is_file() and not f.name.startswith("."))
         return files + weights

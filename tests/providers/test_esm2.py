@@ -202,6 +202,23 @@ def test_missing_fasta_is_a_one_line_error(tiny_checkpoint, tmp_path):
     assert_one_line_error(outcome, "fasta")
 
 
+def test_a_missing_fasta_is_reported_before_any_weights_are_downloaded(tmp_path, monkeypatch):
+    import embhub_esm2
+    from embhub.errors import InputError
+    from embhub.extract import extract
+    from embhub.plugins import load_plugins
+    from embhub.registry import ModelSpec
+
+    downloads = []
+    monkeypatch.setattr(embhub_esm2, "_hub_snapshot", lambda *arguments: downloads.append(arguments) or tmp_path)
+    fasta = tmp_path / "missing.fasta"
+    spec = ModelSpec("esm2-650m", "esm2", parameters={"fasta": str(fasta)}, checkpoint="facebook/esm2_t33_650M_UR50D")
+    provider = Esm2Embeddings(Esm2Embeddings.Parameters(checkpoint=spec.checkpoint, fasta=str(fasta)))
+    with pytest.raises(InputError, match=r"missing\.fasta, which does not exist; .*set the parameter fasta"):
+        extract(spec, provider, [Item("TP53", "TP53")], tmp_path / "x.zarr", plugins=load_plugins())
+    assert downloads == []
+
+
 def test_a_checkpoint_directory_that_does_not_exist_is_named_as_a_path_not_a_hub_name(tmp_path):
     missing = tmp_path / "esm2_t6_8M_UR50D"
     genes = tmp_path / "genes.txt"
