@@ -104,10 +104,9 @@ class EmbeddingStore:
         if self.complete:
             return dict(self.manifest.get("counts", {}))
         try:
-            status = self._status()
+            return status_counts(self._status())
         except KeyError:
             return {"done": 0, "failed": 0}
-        return {"done": int((status == EMBEDDED).sum()), "failed": int((status == FAILED).sum())}
 
     @property
     def ids(self) -> np.ndarray:
@@ -246,6 +245,23 @@ def open_store_group(path: Path) -> tuple[zarr.Group, dict[str, Any]]:
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise StoreError(f"store {path} uses format version {manifest['format_version']}; upgrade embhub to read it")
     return group, manifest
+
+
+def status_counts(status: np.ndarray) -> dict[str, int]:
+    """``{done, failed}`` rows of a staging area's per-row ``status``."""
+    return {"done": int((status == EMBEDDED).sum()), "failed": int((status == FAILED).sum())}
+
+
+def group_attributes(path: Path) -> dict[str, Any] | None:
+    """The attributes in a Zarr v3 group's ``zarr.json``, read without opening the group (``{}`` before any
+    were written); None when there is no readable ``zarr.json`` or its attributes are not a mapping."""
+    import json
+
+    try:
+        attributes = json.loads((path / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    return attributes if isinstance(attributes, dict) else None
 
 
 def read_selection(array: zarr.Array, selection: Any = slice(None), orthogonal: bool = False, *, damaged: str) -> np.ndarray:

@@ -9,7 +9,6 @@ compacts the rows into the final arrays.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,9 +25,11 @@ from embhub.store import (
     MANIFEST_KEY,
     PENDING,
     content_digest,
+    group_attributes,
     now_iso,
     open_store_group,
     read_selection,
+    status_counts,
 )
 
 
@@ -144,8 +145,7 @@ class StoreWriter:
         self.group.attrs[MANIFEST_KEY] = self.manifest
 
     def counts(self) -> dict[str, int]:
-        status = self._staged("status")
-        return {"done": int((status == EMBEDDED).sum()), "failed": int((status == FAILED).sum())}
+        return status_counts(self._staged("status"))
 
     def _staged(self, name: str, selection: Any = slice(None), orthogonal: bool = False) -> np.ndarray:
         """Read a staging array; a chunk that cannot be decoded is a one-line :class:`StoreError`."""
@@ -219,11 +219,8 @@ def interrupted_before_manifest(path: Path) -> bool:
     yet, so nothing was embedded and the extraction starts afresh."""
     if not (path / "_staging").is_dir():
         return False
-    try:
-        attributes = json.loads((path / "zarr.json").read_text()).get("attributes", {})
-    except (OSError, ValueError, AttributeError):
-        return False
-    return isinstance(attributes, dict) and MANIFEST_KEY not in attributes
+    attributes = group_attributes(path)
+    return attributes is not None and MANIFEST_KEY not in attributes
 
 
 def _failure_record(item: Item, reason: str) -> dict[str, Any]:

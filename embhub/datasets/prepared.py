@@ -121,12 +121,10 @@ class CellLineData:
 
     def _read(self, name: str) -> np.ndarray:
         """A whole array; a chunk that cannot be decoded is a one-line :class:`StoreError`."""
-        array = self._array(name)
-        try:
-            return np.asarray(array[:])
-        except (RuntimeError, ValueError, OSError, EOFError) as exc:
-            raise StoreError(f"prepared dataset {self.source} is damaged: '{self.name}/{name}' cannot be read "
-                             f"({type(exc).__name__}: {exc}); prepare the dataset again") from None
+        from embhub.store import read_selection
+
+        return read_selection(self._array(name), damaged=f"prepared dataset {self.source} is damaged: "
+                              f"'{self.name}/{name}' cannot be read ({{error}}); prepare the dataset again")
 
     def alias_namespaces(self) -> list[str]:
         """Other keys stored for the perturbations (e.g. ``inchikey``, ``smiles`` for Tahoe drugs)."""
@@ -354,15 +352,11 @@ class PreparedDatasetWriter:
 
 def refuse_foreign_output(path: Path) -> None:
     """Writing replaces ``path`` whole: allow a new path, an empty folder or an earlier prepared dataset only."""
-    import json
+    from embhub.store import group_attributes
 
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         return
-    try:
-        attributes = json.loads((path / "zarr.json").read_text()).get("attributes", {})
-    except (OSError, ValueError, AttributeError):
-        attributes = {}
-    if not isinstance(attributes, dict) or MANIFEST_KEY not in attributes:
+    if MANIFEST_KEY not in (group_attributes(path) or {}):
         raise InputError(
             f"{path} exists and is not a prepared dataset; writing there would delete it — give a new path "
             "(e.g. NAME.zarr) or remove it first"

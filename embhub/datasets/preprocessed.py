@@ -154,18 +154,12 @@ def _rows(adata, layout: StudyLayout, path: Path) -> pd.DataFrame:
 def _aliases(obs: pd.DataFrame, layout: StudyLayout, rows: np.ndarray) -> dict[str, list[str]] | None:
     """``smiles`` and ``inchikey`` (rdkit; "" where a SMILES does not parse or rdkit is missing) of ``rows``, if
     the file has SMILES."""
-    from embhub.identity.drugs import parse_smiles
+    from embhub.identity.drugs import inchikey_of
 
     if layout.smiles_column is None or layout.smiles_column not in obs:
         return None
     smiles = [_text(value) for value in obs[layout.smiles_column].to_numpy()[rows]]
-    inchikeys = []
-    for value in smiles:
-        try:
-            inchikeys.append(parse_smiles(value).inchikey)
-        except (ValueError, ImportError):
-            inchikeys.append("")
-    return {"smiles": smiles, "inchikey": inchikeys}
+    return {"smiles": smiles, "inchikey": [inchikey_of(value) for value in smiles]}
 
 
 def _annotations(obs: pd.DataFrame, layout: StudyLayout, rows: np.ndarray) -> dict[str, list[str]] | None:

@@ -48,6 +48,14 @@ def parse_smiles(smiles: str) -> Molecule:
     return Molecule(mol=mol, canonical_smiles=Chem.MolToSmiles(mol), inchikey=inchikey)
 
 
+def inchikey_of(smiles: str) -> str:
+    """InChIKey of a SMILES, or "" when it does not parse or rdkit is missing (for optional aliases)."""
+    try:
+        return parse_smiles(smiles).inchikey
+    except (ValueError, ImportError):
+        return ""
+
+
 def parse_items(items: Sequence[Item]) -> tuple[list[tuple[Item, Molecule]], list[Failure]]:
     """Parse each item's SMILES: (item, molecule) pairs in input order, and a failure for each bad one."""
     parsed, failures = [], []

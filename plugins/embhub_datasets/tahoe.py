@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from embhub.datasets.recipe import Dataset
 from embhub.errors import InputError
+from embhub.identity.drugs import inchikey_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,16 +60,6 @@ def gene_ids_for(symbols: np.ndarray, var: pd.DataFrame) -> np.ndarray:
 
     identity = load_gene_identity()
     return np.array([identity.resolve(s).ensembl_id or s for s in symbols])
-
-
-def inchikey_of(smiles: str) -> str:
-    """InChIKey of a SMILES via the drug identity layer ("" when rdkit is missing or parsing fails)."""
-    try:
-        from embhub.identity.drugs import parse_smiles
-
-        return parse_smiles(smiles).inchikey
-    except (ValueError, ImportError):
-        return ""
 
 
 class Tahoe(Dataset):
