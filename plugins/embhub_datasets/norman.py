@@ -66,16 +66,19 @@ class Norman(Dataset):
         require_columns(names, ("perturbation", "gemgroup"), path)
         var = read_var(path)
         require_columns(var, ("ensemble_id",), path, what="var")
-        ensembl = var["ensemble_id"].astype(str).to_numpy()
+        ensembl = var["ensemble_id"].astype(object).where(var["ensemble_id"].notna(), "").astype(str).str.strip().to_numpy()
+        has_id = ensembl != ""
         notes = []
+        if not has_id.all():
+            notes.append(f"{int((~has_id).sum())} scPerturb genes without an Ensembl id left out of the gene panel")
         if gears is not None:
-            in_gears = np.isin(ensembl, read_var(gears).index.astype(str).to_numpy())
+            in_gears = np.isin(ensembl, read_var(gears).index.astype(str).to_numpy()) & has_id
             panel = np.flatnonzero(in_gears)
             notes.append(f"gene panel: {len(panel)} scPerturb genes whose Ensembl id is in the GEARS file")
         else:
-            panel = np.arange(len(var))
-            notes.append("gene panel: all scPerturb genes (no GEARS file given; the study used the GEARS subset)")
-        symbol_to_id = dict(zip(var.index.astype(str), ensembl))
+            panel = np.flatnonzero(has_id)
+            notes.append("gene panel: all scPerturb genes with an Ensembl id (no GEARS file given; the study used the GEARS subset)")
+        symbol_to_id = {symbol: gene for symbol, gene in zip(var.index.astype(str), ensembl) if gene}
         symbol_to_id.update(HAND_MAPPED)
         columns = ["perturbation", "gemgroup", *(["nperts"] if "nperts" in names else [])]
         cells = StreamedCells(obs, columns, lambda block: norman_cells(block, symbol_to_id))

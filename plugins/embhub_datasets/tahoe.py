@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 CONTROL_DRUG = "DMSO_TF"
 DOSE_UM = 5.0
 LOW_QUALITY_LINES = ("CVCL_1571", "CVCL_1531", "CVCL_1715", "CVCL_1577", "CVCL_1716")
+NAMED_LINES_NOTE = "cell lines by obs cell_name"
 DROPPED_DRUGS = ("Trametinib (DMSO_TF solvate)", "Sacubitril/Valsartan", "Verteporfin")
 
 
@@ -132,6 +133,12 @@ class Tahoe(Dataset):
         for path, obs, var in tables:
             names = obs.names
             line_column = "cell_line" if "cell_line" in names else "cell_name"
+            if line_column == "cell_name" and not any(note.startswith(NAMED_LINES_NOTE) for note in notes):
+                notes.append(
+                    f"{NAMED_LINES_NOTE} ({path.name}): the study's five low-quality lines are dropped by Cellosaurus "
+                    f"id ({', '.join(LOW_QUALITY_LINES)}), so lines named otherwise were kept; choose lines with "
+                    "evaluate's --cell-line"
+                )
             required = ["drug", "plate", line_column, "drugname_drugconc"]
             if not metadata.drugs:
                 required.append("pubchem_cid")

@@ -351,8 +351,10 @@ def sciplex_files(directory: Path, seed: int = 1, n_genes: int = 25, drugs=("Dex
     return paths, counts, cells, panel
 
 
-def norman_files(directory: Path, seed: int = 2, n_genes: int = 30):
-    """scPerturb NormanWeissman2019_filtered.h5ad + GEARS perturb_processed.h5ad; returns paths, counts, cells, panel."""
+def norman_files(directory: Path, seed: int = 2, n_genes: int = 30, no_ensembl: tuple[str, ...] = ()):
+    """scPerturb NormanWeissman2019_filtered.h5ad + GEARS perturb_processed.h5ad; returns paths, counts, cells, panel.
+    Symbols in ``no_ensembl`` have a missing ``ensemble_id`` in the scPerturb var (the cells' ``pert`` still names
+    the Ensembl id they would have had)."""
     rng = np.random.default_rng(seed)
     symbols = [f"N{i}" for i in range(n_genes)]
     ensembl = [f"ENSG{500 + i:011d}" for i in range(n_genes)]
@@ -370,7 +372,9 @@ def norman_files(directory: Path, seed: int = 2, n_genes: int = 30):
         * rng.lognormal(0, 0.3, (len(obs), 1))
         * (1 + (obs["perturbation"] == "N0").to_numpy()[:, None] * rng.random(n_genes))
     ).astype(np.float32)
-    var = pd.DataFrame({"ensemble_id": ensembl}, index=symbols)
+    var = pd.DataFrame(
+        {"ensemble_id": pd.Categorical([np.nan if s in no_ensembl else e for s, e in zip(symbols, ensembl)])}, index=symbols
+    )
     paths = [directory / "NormanWeissman2019_filtered.h5ad", directory / "perturb_processed.h5ad"]
     ad.AnnData(sp.csr_matrix(counts), obs=obs, var=var).write_h5ad(paths[0])
     panel = np.arange(3, n_genes)

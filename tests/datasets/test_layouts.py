@@ -62,3 +62,16 @@ def test_norman_scperturb_with_gears_panel(tmp_path):
     for row, pert in enumerate(data.pert_ids):
         np.testing.assert_allclose(stored[row], expected_ceiling[pert], rtol=1e-6, atol=1e-6)
     assert prepared.manifest["ceiling"]["control"] == "global"
+
+
+def test_norman_gene_without_ensembl_id_is_left_out_by_name(tmp_path):
+    """A symbol whose scPerturb ``ensemble_id`` is missing keys neither a perturbation nor a panel gene ("nan")."""
+    paths, counts, cells, panel = norman_files(tmp_path, no_ensembl=("N1", "N7"))
+    prepared = prepare_dataset(Norman(), paths[:1], tmp_path / "norman.zarr")
+    data = prepared.cell_line("K-562")
+    assert "nan" not in list(prepared.genes) and "nan" not in list(data.pert_ids)
+    assert list(prepared.genes) == [f"ENSG{500 + i:011d}" for i in range(30) if i not in (1, 7)]
+    assert list(data.pert_ids) == ["ENSG00000000500", "ENSG00000099625"]
+    n1_cells = int((cells["pert"] == "ENSG00000000501").sum())
+    assert prepared.manifest["exclusions"]["cells whose target symbol has no Ensembl id"] == n1_cells
+    assert any("2 scPerturb genes without an Ensembl id" in note for note in prepared.manifest["notes"])

@@ -188,3 +188,22 @@ def test_bad_splits_files_are_one_line(tmp_path, content, fragment):
     with pytest.raises(InputError) as raised:
         prepare_dataset(Tahoe(), [*paths, gene_list, splits], tmp_path / "x.zarr")
     assert fragment in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_cell_lines_named_by_cell_name_say_the_low_quality_lines_stay(tahoe, tmp_path):
+    """The study's low-quality lines are Cellosaurus ids; files naming lines by ``cell_name`` cannot drop them,
+    and the prepared dataset says so rather than keeping them silently."""
+    import anndata as ad
+
+    prepared, _, _, _ = tahoe
+    assert not any("cell_name" in note for note in prepared.manifest["notes"])
+    paths, gene_list, _, _ = tahoe_plate_files(tmp_path)
+    for path in paths:
+        data = ad.read_h5ad(path)
+        data.obs = data.obs.rename(columns={"cell_line": "cell_name"})
+        data.obs["cell_name"] = data.obs["cell_name"].astype(str).str.replace("CVCL_", "line ")
+        data.write_h5ad(path)
+    named = prepare_dataset(Tahoe(), [*paths, gene_list], tmp_path / "named.zarr")
+    assert named.cell_lines == ["line 0023", "line 0480", "line 1571"]
+    note = [note for note in named.manifest["notes"] if "cell_name" in note]
+    assert len(note) == 1 and "CVCL_1571" in note[0] and "lines named otherwise were kept" in note[0]
