@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 from embhub import __version__
 from embhub.checksums import sha256_file
 from embhub.errors import InputError, StoreError
+from embhub.locks import sole_writer
 from embhub.paths import default_store_dir
 from embhub.plugins import Plugins
 from embhub.provider import Item, Provider
@@ -75,6 +76,11 @@ def extract(
     items_hash = hash_items(items)
     out = Path(out) if out else default_store_path(spec, items_hash, source)
     identity = _identity(spec, items_hash, dtype)
+    with sole_writer(out, "extraction"):
+        return _extract_into(out, spec, provider, items, identity, plugins, batch_size, dtype, overwrite, source, progress)
+
+
+def _extract_into(out, spec, provider, items, identity, plugins, batch_size, dtype, overwrite, source, progress):
     writer, resumed = _open_writer(out, spec, provider, items, identity, batch_size, dtype, overwrite, plugins, source)
     if writer is None:
         group, manifest = open_store_group(out)

@@ -14,6 +14,7 @@ import numpy as np
 
 from embhub import __version__
 from embhub.errors import InputError, StoreError
+from embhub.locks import sole_writer
 from embhub.store import (
     COPY_BLOCK_ROWS,
     FORMAT_NAME,
@@ -53,58 +54,59 @@ def write_store(
 
     ids = np.asarray(ids).astype(str)
     _check_ids(ids, source)
-    if path.exists() and not overwrite:
-        raise StoreError(f"{path} already exists; pass --overwrite to replace it")
-    if path.exists() and not is_store_directory(path):
-        raise StoreError(
-            f"{path} exists and is not an embhub store; choose another --out or move it away (--overwrite replaces only embhub stores)"
+    with sole_writer(path, "import"):
+        if path.exists() and not overwrite:
+            raise StoreError(f"{path} already exists; pass --overwrite to replace it")
+        if path.exists() and not is_store_directory(path):
+            raise StoreError(
+                f"{path} exists and is not an embhub store; choose another --out or move it away (--overwrite replaces only embhub stores)"
+            )
+        n = len(ids)
+        building = path.with_name(f".{path.name}.importing")
+        if building.exists():
+            shutil.rmtree(building)
+        group = zarr.open_group(str(building), mode="w", zarr_format=3)
+        group.create_array("ids", shape=(n,), dtype=str, chunks=(max(n, 1),))[:] = ids
+        group.create_array("input_ids", shape=(n,), dtype=str, chunks=(max(n, 1),))[:] = ids
+        for label, values in (labels or {}).items():
+            group.create_array(f"labels/{label}", shape=(n,), dtype=str, chunks=(max(n, 1),))[:] = np.asarray(values).astype(str)
+        vectors = group.create_array(
+            "vectors", shape=(n, dim), dtype=dtype, chunks=(max(1, min(COPY_BLOCK_ROWS, n)), max(dim, 1))
         )
-    n = len(ids)
-    building = path.with_name(f".{path.name}.importing")
-    if building.exists():
-        shutil.rmtree(building)
-    group = zarr.open_group(str(building), mode="w", zarr_format=3)
-    group.create_array("ids", shape=(n,), dtype=str, chunks=(max(n, 1),))[:] = ids
-    group.create_array("input_ids", shape=(n,), dtype=str, chunks=(max(n, 1),))[:] = ids
-    for label, values in (labels or {}).items():
-        group.create_array(f"labels/{label}", shape=(n,), dtype=str, chunks=(max(n, 1),))[:] = np.asarray(values).astype(str)
-    vectors = group.create_array(
-        "vectors", shape=(n, dim), dtype=dtype, chunks=(max(1, min(COPY_BLOCK_ROWS, n)), max(dim, 1))
-    )
-    try:
-        _write_blocks(vectors, blocks, ids, dim, dtype, source)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
-    items = [Item(i, i) for i in ids]
-    group.attrs[MANIFEST_KEY] = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "complete": True,
-        "identity": {"imported_from": source},
-        "model": {"name": name, "source": f"imported from {source}", "description": ""},
-        "provider": {"name": "import", "version": __version__, "licence": "as the source", "citation": ""},
-        "parameters": {},
-        "checkpoint": None,
-        "entity": entity,
-        "id_namespace": key_namespace,
-        "key_namespace": key_namespace,
-        "dim": dim,
-        "dtype": dtype,
-        "created": now_iso(),
-        "completed": now_iso(),
-        "embhub_version": __version__,
-        "inputs": {"count": n, "sha256": hash_items(items), "source": source},
-        "counts": {"done": n, "failed": 0},
-        "failures": [],
-        "labels": sorted(labels or {}),
-        "provenance": extra or {},
-        "content_sha256": content_digest(ids, vectors),
-    }
-    if path.exists():
-        shutil.rmtree(path)
-    building.rename(path)
-    return EmbeddingStore.open(path)
+        try:
+            _write_blocks(vectors, blocks, ids, dim, dtype, source)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+        items = [Item(i, i) for i in ids]
+        group.attrs[MANIFEST_KEY] = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "complete": True,
+            "identity": {"imported_from": source},
+            "model": {"name": name, "source": f"imported from {source}", "description": ""},
+            "provider": {"name": "import", "version": __version__, "licence": "as the source", "citation": ""},
+            "parameters": {},
+            "checkpoint": None,
+            "entity": entity,
+            "id_namespace": key_namespace,
+            "key_namespace": key_namespace,
+            "dim": dim,
+            "dtype": dtype,
+            "created": now_iso(),
+            "completed": now_iso(),
+            "embhub_version": __version__,
+            "inputs": {"count": n, "sha256": hash_items(items), "source": source},
+            "counts": {"done": n, "failed": 0},
+            "failures": [],
+            "labels": sorted(labels or {}),
+            "provenance": extra or {},
+            "content_sha256": content_digest(ids, vectors),
+        }
+        if path.exists():
+            shutil.rmtree(path)
+        building.rename(path)
+        return EmbeddingStore.open(path)
 
 
 def _write_blocks(vectors, blocks: Iterable[np.ndarray], ids: np.ndarray, dim: int, dtype: str, source: str) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 
 from embhub.datasets.pseudobulk import Plan, line_cells, plan_groups
 from embhub.datasets.recipe import CellSource, Dataset
+from embhub.locks import sole_writer
 
 SEED = 5050
 QUANTILES = (0.1, 0.2, 0.5, 0.8, 0.9, 0.99, 0.995)
@@ -255,6 +256,14 @@ def ceiling_of_prepared(
     are those recorded in the manifest unless ``raw`` names them; their sizes must match the recorded inputs.
     Returns the reopened :class:`~embhub.datasets.prepared.PreparedDataset`.
     """
+    from embhub.datasets.prepared import PreparedDataset
+
+    prepared = PreparedDataset.open(name_or_path)
+    with sole_writer(prepared.path, "ceiling or preparation"):
+        return _bootstrap_into(prepared, raw, n_outer, n_inner, seed, n_jobs, deg, deg_trials)
+
+
+def _bootstrap_into(prepared, raw, n_outer, n_inner, seed, n_jobs, deg, deg_trials):
     from pathlib import Path
 
     import zarr
@@ -271,7 +280,6 @@ def ceiling_of_prepared(
     from embhub.datasets.prepared import MANIFEST_KEY, PreparedDataset, write_ceiling, write_deg_ceiling
     from embhub.errors import InputError
 
-    prepared = PreparedDataset.open(name_or_path)
     manifest = prepared.manifest
     if manifest.get("kind") != "raw":
         raise InputError(

@@ -13,6 +13,7 @@ from embhub.datasets.prepared import PreparedDataset, PreparedDatasetWriter, pre
 from embhub.datasets.pseudobulk import Plan, Sums, accumulate, line_responses, plan_groups
 from embhub.datasets.recipe import Dataset
 from embhub.errors import InputError
+from embhub.locks import sole_writer
 
 
 def default_output(name: str) -> Path:
@@ -60,6 +61,13 @@ def prepare_dataset(
     for path in raw:
         if not path.exists():
             raise InputError(f"raw file {path} does not exist")
+    name = name or dataset.name
+    out = Path(out) if out else default_output(name)
+    with sole_writer(out, "preparation"):
+        return _prepare(dataset, raw, out, layer, extra_manifest, name, progress)
+
+
+def _prepare(dataset, raw, out, layer, extra_manifest, name, progress) -> PreparedDataset:
     source = dataset.read(raw, layer=layer)
     plan = plan_groups(source, dataset)
     sums = accumulate(source, plan, dataset, progress)
@@ -69,8 +77,6 @@ def prepare_dataset(
         folds = assign_folds(np.concatenate(fold_basis), dataset.n_folds, dataset.fold_seed)
     else:
         folds = given_folds(source.given_folds, np.concatenate(fold_basis), source.folds_source)
-    name = name or dataset.name
-    out = Path(out) if out else default_output(name)
     manifest = {
         "dataset": name,
         "recipe": dataset.name,

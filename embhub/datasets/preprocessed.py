@@ -28,6 +28,7 @@ import pandas as pd
 
 from embhub.datasets.prepared import PreparedDataset, PreparedDatasetWriter
 from embhub.errors import InputError
+from embhub.locks import sole_writer
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,6 @@ NO_CID = "rows without a PubChem CID"
 
 def import_study_files(name: str, files: Sequence[Path], out: Path | None = None) -> PreparedDataset:
     """Write a prepared dataset from the study's LFC file (and DEG file), keeping its folds."""
-    import anndata as ad
-
-    from embhub.checksums import sha256_file
     from embhub.datasets.prepare import default_output
 
     if name not in LAYOUTS:
@@ -69,11 +67,20 @@ def import_study_files(name: str, files: Sequence[Path], out: Path | None = None
     for path in files:
         if not path.exists():
             raise InputError(f"file {path} does not exist")
+    out = Path(out) if out else default_output(name)
+    with sole_writer(out, "import"):
+        return _write_study_files(name, layout, files, out)
+
+
+def _write_study_files(name: str, layout: StudyLayout, files: list[Path], out: Path) -> PreparedDataset:
+    import anndata as ad
+
+    from embhub.checksums import sha256_file
+
     lfc = ad.read_h5ad(files[0])
     deg = ad.read_h5ad(files[1]) if len(files) == 2 else None
     lfc_rows = _rows(lfc, layout, files[0])
     gene_ids, symbols = _genes(lfc.var)
-    out = Path(out) if out else default_output(name)
     manifest = {
         "dataset": name,
         "recipe": name,

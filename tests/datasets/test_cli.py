@@ -2,7 +2,7 @@
 
 from embhub.datasets.prepared import PreparedDataset
 from tests.datasets.layouts import replogle_file
-from tests.support.cli import run_cli
+from tests.support.cli import assert_one_line_error, run_cli
 
 
 def test_list_shows_the_four_recipes():
@@ -81,3 +81,19 @@ def test_show_prints_the_perturbations_of_each_fold(tmp_path):
         sizes = "/".join(str(int((folds == k).sum())) for k in range(prepared.n_folds))
         row = next(r for r in outcome.stdout.splitlines() if line in r)
         assert sizes in row, row
+
+
+def test_prepare_and_ceiling_stop_while_another_process_writes_the_dataset(tmp_path):
+    """A prepared dataset being written (a preparation or ceiling under way) is not prepared or bootstrapped
+    again beside it: one line, and the dataset is left as the other process leaves it."""
+    from embhub.locks import sole_writer
+
+    raw = replogle_file(tmp_path / "raw.h5ad")
+    out = tmp_path / "e.zarr"
+    assert run_cli("datasets", "prepare", "essential", "--raw", raw, "--out", out).exit_code == 0
+    before = PreparedDataset.open(out).manifest
+    with sole_writer(out, "preparation"):
+        for command in (("datasets", "prepare", "essential", "--raw", raw, "--out", out), ("ceiling", out)):
+            assert_one_line_error(run_cli(*command), f"{out} is being written by another embhub process")
+    assert PreparedDataset.open(out).manifest == before
+    assert run_cli("ceiling", out, "--outer", "2", "--no-deg").exit_code == 0
