@@ -58,7 +58,10 @@ class Embedded:
     ``vectors[i]`` (shape ``(n_embedded, dim)``) embeds the item ``input_ids[i]`` under the canonical
     key ``keys[i]`` (an InChIKey, an Ensembl gene id…). ``labels`` maps a label name to one string per
     embedded row (``symbol``, ``canonical_smiles``…). Every item of the batch must appear exactly
-    once, in ``input_ids`` or in ``failures``.
+    once, in ``input_ids`` or in ``failures``. ``counts`` are this batch's tallies (``unknown_tokens``…):
+    the store's provenance reports each summed over the batches, counting every batch once even when an
+    extraction was interrupted and resumed in another process — which a counter kept by the provider
+    and reported in :meth:`Provider.provenance` cannot do.
     """
 
     input_ids: list[str]
@@ -66,6 +69,7 @@ class Embedded:
     vectors: np.ndarray
     failures: list[Failure] = field(default_factory=list)
     labels: dict[str, list[str]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 class Provider:

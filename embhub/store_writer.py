@@ -108,6 +108,8 @@ class StoreWriter:
             row = position[failure.input_id] - start
             reasons[row] = failure.reason
             status[row] = FAILED
+        for name, value in result.counts.items():
+            self._ensure_counter(name)[batch] = value
         staging["keys"][start:stop] = keys
         staging["reasons"][start:stop] = reasons
         staging["status"][start:stop] = status
@@ -138,6 +140,15 @@ class StoreWriter:
         if key not in staging:
             self._update_manifest(labels=sorted({*self.manifest["labels"], name}))
             staging.create_array(key, shape=(self.plan.n_items,), dtype=str, chunks=(self.plan.batch_size,))
+        return staging[key]
+
+    def _ensure_counter(self, name: str) -> zarr.Array:
+        """One tally per batch (``Embedded.counts``), so a re-run batch replaces its tally instead of adding to it."""
+        staging = self.group["_staging"]
+        key = f"counts/{name}"
+        if key not in staging:
+            self._update_manifest(counters=sorted({*self.manifest.get("counters", []), name}))
+            staging.create_array(key, shape=(self.plan.n_batches,), dtype="int64", chunks=(1,), fill_value=0)
         return staging[key]
 
     def _update_manifest(self, **changes: Any) -> None:
@@ -202,7 +213,9 @@ class StoreWriter:
             rows = keep_rows[start : start + COPY_BLOCK_ROWS]
             vectors[start : start + len(rows)] = self._staged("vectors", (rows, slice(None)), orthogonal=True)
         ids = np.asarray(self.group["ids"][:], dtype=object).astype(str)
+        tallies = {name: int(self._staged(f"counts/{name}").sum()) for name in self.manifest.get("counters", [])}
         self._update_manifest(
+            provenance={**self.manifest.get("provenance", {}), **tallies},
             complete=True,
             completed=now_iso(),
             dim=dim,
@@ -239,3 +252,13 @@ def _check_result(items: Sequence[Item], result: Embedded) -> None:
         )
     if len(result.keys) != len(result.input_ids) or len(np.asarray(result.vectors)) != len(result.input_ids):
         raise StoreError("provider returned keys, ids and vectors of different lengths; this is a bug in the provider")
+    for name, value in result.counts.items():
+        if not (_is_count(value) and isinstance(name, str) and name.isidentifier()):
+            raise StoreError(
+                f"provider returned the count {name!r}: {value!r}; counts are non-negative integers under "
+                "identifier names — this is a bug in the provider"
+            )
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0

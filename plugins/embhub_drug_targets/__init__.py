@@ -58,7 +58,6 @@ class DrugTargetEmbedding(Provider):
         self._table = None
         self._index = None
         self._names_source: str | None = None
-        self._missing_targets: dict[str, list[str]] = {}
 
     @property
     def dim(self) -> int | None:
@@ -111,8 +110,6 @@ class DrugTargetEmbedding(Provider):
                     )
                 )
                 continue
-            if missing:
-                self._missing_targets[drug.name] = missing
             ids.append(item.input_id)
             keys.append(drug.key)
             names.append(drug.name)
@@ -123,7 +120,8 @@ class DrugTargetEmbedding(Provider):
         dim = index.vectors.shape[1]
         matrix = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32)
         labels = {"name": names, "canonical_smiles": smiles, "targets_used": used, "targets_missing": missing_labels}
-        return Embedded(ids, keys, matrix, failures, labels=labels)
+        with_missing = sum(bool(label) for label in missing_labels)
+        return Embedded(ids, keys, matrix, failures, labels=labels, counts={"drugs_with_missing_targets": with_missing})
 
     def provenance(self) -> dict[str, Any]:
         if self._index is None:
@@ -140,7 +138,6 @@ class DrugTargetEmbedding(Provider):
             },
             "gene_id_release": index.identity_release,
             "aggregation": self.parameters.aggregation,
-            "drugs_with_missing_targets": self._missing_targets,
             "key_rule": "InChIKey of the table's SMILES (rdkit); drugs without SMILES: 'drug_name:' + case-folded name",
         }
         if self._names_source:

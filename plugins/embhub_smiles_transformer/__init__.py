@@ -73,7 +73,6 @@ class SmilesTransformer(Provider):
     def __init__(self, parameters: Any = None):
         super().__init__(parameters)
         self._loaded: dict[str, Any] | None = None
-        self._unknown_tokens = 0
         self._directory: Path | None = None
         self._pool = None
 
@@ -139,6 +138,7 @@ class SmilesTransformer(Provider):
             self._pool = worker_pool(p.workers)
         tokenizer, limit = loaded["tokenizer"], loaded["limit"]
         ids, keys, smiles, encodings, failures = [], [], [], [], []
+        unknown_tokens = 0
         for item, identified in zip(items, identify_all([item.value for item in items], self._pool, p.workers)):
             if isinstance(identified, str):
                 failures.append(Failure(item.input_id, identified))
@@ -157,7 +157,7 @@ class SmilesTransformer(Provider):
                     )
                 )
                 continue
-            self._unknown_tokens += encoding.unknown
+            unknown_tokens += encoding.unknown
             ids.append(item.input_id)
             keys.append(inchikey)
             smiles.append(canonical)
@@ -165,7 +165,8 @@ class SmilesTransformer(Provider):
         vectors = encode_batches(
             loaded["model"], encodings, tokenizer.pad_id, PoolingChoice(p.pooling, p.layer), loaded["device"], p.forward_batch_size
         )
-        return Embedded(ids, keys, vectors, failures, labels={"canonical_smiles": smiles, "name": list(ids)})
+        return Embedded(ids, keys, vectors, failures, labels={"canonical_smiles": smiles, "name": list(ids)},
+                        counts={"unknown_tokens": unknown_tokens})
 
     def provenance(self) -> dict[str, Any]:
         from embhub.identity.drugs import rdkit_version
@@ -181,7 +182,6 @@ class SmilesTransformer(Provider):
                     "device": str(self._loaded["device"]),
                     "torch_dtype": str(self._loaded["dtype"]).replace("torch.", ""),
                     "tokenizer": type(tokenizer).__name__,
-                    "unknown_tokens": self._unknown_tokens,
                     "token_limit": self._loaded["limit"],
                 }
             )

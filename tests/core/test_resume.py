@@ -204,7 +204,7 @@ class Squares(Provider):
         values = [int(item.value) for item in items]
         vectors = np.array([[v, v * v, -v] for v in values], dtype=np.float32).reshape(-1, 3)
         return Embedded([i.input_id for i in items], [f"n{v}" for v in values], vectors,
-                        labels={"square": [str(v * v) for v in values]})
+                        labels={"square": [str(v * v) for v in values]}, counts={"odd": sum(v % 2 for v in values)})
 
 
 class Died(BaseException):
@@ -226,7 +226,7 @@ def extract_killed_after_the_first_batch(spec, provider, items, out, monkeypatch
     monkeypatch.setattr(StoreWriter, "write_batch", write_batch)
 
 
-@pytest.mark.parametrize("recorded", ["dim", "labels"])
+@pytest.mark.parametrize("recorded", ["dim", "labels", "counters"])
 def test_a_kill_between_creating_a_staging_array_and_recording_it_resumes_to_the_full_store(tmp_path, monkeypatch, recorded):
     items = [Item(f"item{i}", str(i), i) for i in range(1, 11)]
     spec = ModelSpec("squares", "squares")
@@ -248,6 +248,7 @@ def test_a_kill_between_creating_a_staging_array_and_recording_it_resumes_to_the
     np.testing.assert_array_equal(store.vectors(), np.stack([values, values**2, -values], axis=1).astype(np.float32))
     assert store.dim == 3
     assert list(store.labels("square")) == [str(v * v) for v in values]
+    assert store.manifest["provenance"]["odd"] == int((values % 2).sum())
 
 
 def test_a_kill_before_the_first_manifest_is_written_resumes_too(tmp_path, monkeypatch):
@@ -350,3 +351,37 @@ def test_an_interrupted_store_reports_the_rows_it_has(tmp_path, monkeypatch):
     listing = run_cli("stores", "list", "--dir", out.parent).stdout
     assert [line.split("│")[5].strip() for line in listing.splitlines() if "squares.zarr" in line] == ["4"]
     assert "4 × 3" in run_cli("stores", "show", out).stdout
+
+
+def test_a_batch_tally_counts_once_when_its_batch_is_redone(tmp_path, monkeypatch):
+    """Killed after a batch's tally is written but before its status: the batch is redone and its tally replaced."""
+    items = [Item(f"item{i}", str(i), i) for i in range(1, 11)]
+    spec = ModelSpec("squares", "squares")
+    out = tmp_path / "squares.zarr"
+    write_batch = StoreWriter.write_batch
+
+    def die_before_the_second_status(writer, batch, batch_items, result):
+        if batch == 1:
+            writer._ensure_counter("odd")[batch] = result.counts["odd"]
+            raise Died
+        write_batch(writer, batch, batch_items, result)
+
+    monkeypatch.setattr(StoreWriter, "write_batch", die_before_the_second_status)
+    with pytest.raises(Died):
+        extract(spec, Squares(), items, out, plugins=load_plugins(), batch_size=4)
+    monkeypatch.setattr(StoreWriter, "write_batch", write_batch)
+    extract(spec, Squares(), items, out, plugins=load_plugins(), batch_size=4)
+    assert EmbeddingStore.open(out).manifest["provenance"]["odd"] == 5
+
+
+@pytest.mark.parametrize("counts", [{"odd": -1}, {"odd": 1.5}, {"odd": True}, {"two words": 1}])
+def test_a_tally_that_is_not_a_count_is_a_provider_bug_in_one_line(tmp_path, counts):
+    class BadTally(Squares):
+        def embed(self, items):
+            result = super().embed(items)
+            result.counts = counts
+            return result
+
+    items = [Item(f"item{i}", str(i), i) for i in range(1, 4)]
+    with pytest.raises(StoreError, match=r"provider returned the count .*non-negative integers .*bug in the provider"):
+        extract(ModelSpec("squares", "squares"), BadTally(), items, tmp_path / "bad.zarr", plugins=load_plugins())

@@ -183,3 +183,32 @@ def test_worker_processes_give_the_same_identities_as_in_process():
         pool.shutdown()
     assert identify_all(["C1CC("], None, 0) == ["invalid SMILES 'C1CC(' (rdkit cannot parse it)"]
     assert identify_all(["OC(=O)c1ccccc1OC(C)=O"], None, 0) == [("CC(=O)Oc1ccccc1C(=O)O", "BSYNRYMUTXBXSQ-UHFFFAOYSA-N")]
+
+
+@needs_rxnfp
+def test_unknown_tokens_of_a_resumed_extraction_count_every_batch_once(tmp_path, monkeypatch):
+    """Radium, radon and polonium are not in rxnfp's vocabulary: one unknown token each, one per batch. An
+    extraction killed after its first batch and resumed by a new process reports all three, as an
+    uninterrupted one does."""
+    from embhub.extract import extract
+    from embhub.plugins import load_plugins
+    from embhub.registry import ModelSpec
+    from tests.core.test_resume import extract_killed_after_the_first_batch
+
+    vocabulary = set(rxnfp_directory().joinpath("vocab.txt").read_text().splitlines())
+    molecules = {"radium": "[Ra]", "ethanol": "CCO", "radon": "[Rn]", "ethylamine": "CCN", "polonium": "[Po]", "propane": "CCC"}
+    expected = sum(Chem.MolToSmiles(Chem.MolFromSmiles(s)) not in vocabulary for s in molecules.values() if s.startswith("["))
+    assert expected == 3
+    items = [Item(name, smiles, row) for row, (name, smiles) in enumerate(molecules.items(), 1)]
+    spec = ModelSpec("rx", "smiles-transformer")
+
+    def provider():
+        return SmilesTransformer(SmilesTransformer.Parameters(checkpoint=CHECKPOINT, architecture="bert",
+                                                              tokenizer="smiles-regex", device="cpu"))
+
+    whole, resumed = tmp_path / "whole.zarr", tmp_path / "resumed.zarr"
+    extract(spec, provider(), items, whole, plugins=load_plugins(), batch_size=2)
+    extract_killed_after_the_first_batch(spec, provider(), items, resumed, monkeypatch, batch_size=2)
+    extract(spec, provider(), items, resumed, plugins=load_plugins(), batch_size=2)
+    for out in (whole, resumed):
+        assert EmbeddingStore.open(out).manifest["provenance"]["unknown_tokens"] == expected
