@@ -15,6 +15,7 @@ cell of the whole file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -114,9 +115,14 @@ def plan_groups(source: CellSource, dataset: Dataset) -> Plan:
     """Tally every file's cells block by block, then lay out each cell line's groups; refuse lines without
     controls."""
     tally = CellTally()
+    file_of_line: dict[str, Path] = {}
     for file in source.files:
+        lines_here = set()
         for _, cells in file.cell_blocks():
             tally.add(cells)
+            lines_here.update(pd.unique(cells["cell_line"]))
+        if dataset.one_file_per_cell_line:
+            _refuse_line_in_two_files(lines_here, file.matrix.path, file_of_line, dataset.name)
     exclusions = {**source.exclusions, **tally.excluded}
     notes: list[str] = []
     lines = [_plan_line(name, tally, dataset, exclusions, notes) for name in tally.line_names()]
@@ -126,6 +132,16 @@ def plan_groups(source: CellSource, dataset: Dataset) -> Plan:
     control_sizes = [len(line.batches) for line in lines]
     deg_sizes = [len(line.pert_ids) if dataset.deg == "pooled" else len(line.deg_pairs) for line in lines]
     return Plan(lines, _offsets(lfc_sizes), _offsets(control_sizes), _offsets(deg_sizes), exclusions, notes)
+
+
+def _refuse_line_in_two_files(lines: set[str], path: Path, file_of_line: dict[str, Path], dataset: str) -> None:
+    for line in sorted(lines):
+        if line in file_of_line:
+            raise InputError(
+                f"cell line '{line}' has cells in both {file_of_line[line].name} and {Path(path).name}; {dataset} takes "
+                "each cell line from one file (their batch numbers would merge) — give each cell line's screen once"
+            )
+        file_of_line[line] = Path(path)
 
 
 def positions(series: pd.Series, values: np.ndarray) -> np.ndarray:

@@ -184,6 +184,9 @@ class Dataset:
     """Assign folds by the dataset's own perturbation labels instead of the keys, so keying the same screen
     another way (e.g. sciPlex3 drug names → InChIKeys through a drug table) keeps every fold."""
     ceiling_inner: int = 10
+    one_file_per_cell_line: bool = False
+    """Each cell line's cells come from one raw file: batch numbers (GEM groups) restart in every file, so a
+    cell line found in two files — a screen given twice, or two screens — is refused rather than merged."""
 
     @property
     def bootstrap_control(self) -> str:

@@ -72,6 +72,7 @@ class Essential(Dataset):
     deg = "pooled"
     deg_min_cells = 30
     library = "panel"
+    one_file_per_cell_line = True
 
     def read(self, raw: Sequence[Path], layer: str | None = None) -> CellSource:
         import pandas as pd

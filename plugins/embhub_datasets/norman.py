@@ -40,6 +40,7 @@ class Norman(Dataset):
     ceiling_control = "global"
     deg = "pooled"
     deg_min_cells = 30
+    one_file_per_cell_line = True
 
     def read(self, raw: Sequence[Path], layer: str | None = None) -> CellSource:
         import numpy as np
@@ -52,8 +53,12 @@ class Norman(Dataset):
             obs = ObsColumns(path)
             names = obs.names
             if "perturbation" in names:
+                if scperturb is not None:
+                    raise InputError(f"two scPerturb files given ({scperturb[0].name}, {path.name}); norman reads one")
                 scperturb = (path, obs, names)
             elif "condition" in names:
+                if gears is not None:
+                    raise InputError(f"two GEARS files given ({gears.name}, {path.name}); norman reads one")
                 gears = path
             else:
                 raise InputError(f"{path}: obs has neither 'perturbation' (scPerturb) nor 'condition' (GEARS)")

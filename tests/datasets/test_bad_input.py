@@ -118,3 +118,28 @@ def test_out_that_is_not_a_prepared_dataset_is_refused_not_wiped(good, tmp_path)
     first = prepare_dataset(Essential(), [good], tmp_path / "x.zarr")
     again = prepare_dataset(Essential(), [good], tmp_path / "x.zarr")
     np.testing.assert_array_equal(again.cell_line("K-562").lfc, first.cell_line("K-562").lfc)
+
+
+def test_a_cell_line_given_in_two_files_is_refused_not_merged(tmp_path):
+    """Two Replogle K562 files (the same screen twice, or two screens) would pool their cells and merge GEM
+    groups that only share a number; one line names both files."""
+    first = replogle_file(tmp_path / "K562_essential_raw.h5ad", lines=("K-562",))
+    second = replogle_file(tmp_path / "K562_gwps_raw.h5ad", seed=3, lines=("K-562",))
+    other_line = replogle_file(tmp_path / "rpe1_raw.h5ad", lines=("hTERT-RPE1",))
+    with pytest.raises(InputError, match=r"cell line 'K-562' has cells in both K562_essential_raw.h5ad and "
+                                         r"K562_gwps_raw.h5ad; essential takes each cell line from one file") as error:
+        prepare_dataset(Essential(), [first, other_line, second], tmp_path / "x.zarr")
+    assert "\n" not in str(error.value)
+    prepared = prepare_dataset(Essential(), [first, other_line], tmp_path / "ok.zarr")
+    assert sorted(prepared.cell_lines) == ["K-562", "hTERT-RPE1"]
+
+
+def test_norman_refuses_two_scperturb_files_instead_of_reading_the_last(tmp_path):
+    from embhub_datasets.norman import Norman
+    from tests.datasets.layouts import norman_files
+
+    paths, *_ = norman_files(tmp_path)
+    copy = tmp_path / "NormanWeissman2019_filtered_copy.h5ad"
+    copy.write_bytes(paths[0].read_bytes())
+    with pytest.raises(InputError, match="two scPerturb files given"):
+        prepare_dataset(Norman(), [paths[0], copy, paths[1]], tmp_path / "n.zarr")
