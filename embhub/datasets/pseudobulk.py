@@ -205,7 +205,7 @@ def _plan_line(name: str, tally: CellTally, dataset: Dataset, exclusions: dict[s
         for p, row in enumerate(first):
             for b in np.flatnonzero(used[p]):
                 n_compound = tally.counted.get((name, row["compound"], str(batches[b])), 0)
-                if n_compound > dataset.deg_min_cells and control_counts[b] > 1:
+                if n_compound > dataset.deg_min_cells and control_counts[b] > dataset.deg_min_cells:
                     pairs.append((p, b))
         line.deg_pairs = np.array(pairs, dtype=np.int64).reshape(-1, 2)
     return line

@@ -172,7 +172,8 @@ def reference_plate_matched(x_lfc, x_deg, cells: pd.DataFrame, min_cells: int = 
                 n_counted = (
                     (mine["counted"]) & (mine["compound"] == rows["compound"].iloc[0]) & (mine["batch"] == plate)
                 ).sum()
-                if n_counted > min_cells:
+                n_vehicle = (mine["counted"] & mine["is_control"] & (mine["batch"] == plate)).sum()
+                if n_counted > min_cells and n_vehicle > min_cells:  # the study's > 20 cells holds for the vehicle too
                     t, p = stats.ttest_ind(x_deg[here], x_deg[ctrl], equal_var=False)
                     t = np.nan_to_num(t, nan=0.0)
                     p = np.where(np.isnan(p), 1.0, p)
@@ -219,7 +220,7 @@ def reference_ceiling_plate(x, cells: pd.DataFrame, line: str, n_outer=10, n_inn
 
 
 def tahoe_plate_files(directory: Path, seed: int = 0, n_genes: int = 30):
-    """Two per-plate Tahoe files; returns (paths, gene-list path, counts (all cells, all genes), standard cell table)."""
+    """Three per-plate Tahoe files; returns (paths, gene-list path, counts (all cells, all genes), standard cell table)."""
     rng = np.random.default_rng(seed)
     symbols = [f"GENE{i}" for i in range(n_genes)]
     plan = {
@@ -239,6 +240,8 @@ def tahoe_plate_files(directory: Path, seed: int = 0, n_genes: int = 30):
         ],
         ("CVCL_0480", "plate2"): [("DrugC", 303, 5.0, 21), ("DrugB", 202, 5.0, 21)],
         ("CVCL_1571", "plate2"): [("DMSO_TF", None, 0.0, 5), ("DrugA", 101, 5.0, 5)],
+        # too few vehicle cells (≤ 20) for the plate's DEG test: responses use the plate, the vote does not
+        ("CVCL_0023", "plate3"): [("DMSO_TF", None, 0.0, 12), ("DrugA", 101, 5.0, 24), ("DrugB", 202, 5.0, 23)],
     }
     base = rng.gamma(2.0, 2.0, n_genes)
     effect = {
@@ -248,7 +251,7 @@ def tahoe_plate_files(directory: Path, seed: int = 0, n_genes: int = 30):
         "DrugC": 2.0,
     }
     paths, all_counts, all_cells = [], [], []
-    for plate in ("plate1", "plate2"):
+    for plate in ("plate1", "plate2", "plate3"):
         rows = []
         for (line, p), entries in plan.items():
             if p != plate:
@@ -261,7 +264,8 @@ def tahoe_plate_files(directory: Path, seed: int = 0, n_genes: int = 30):
         obs["canonical_smiles"] = obs["drug"].map(
             {"DMSO_TF": "CS(C)=O", "DrugA": "CCO", "DrugB": "c1ccccc1O", "DrugC": "CC(=O)O"}
         )
-        mean = np.stack([base * np.asarray(effect[d]) * (1.3 if plate == "plate2" else 1.0) for d in obs["drug"]])
+        plate_effect = {"plate1": 1.0, "plate2": 1.3, "plate3": 0.8}[plate]
+        mean = np.stack([base * np.asarray(effect[d]) * plate_effect for d in obs["drug"]])
         counts = rng.poisson(mean * rng.lognormal(0, 0.3, (len(obs), 1))).astype(np.float32)
         obs.index = [f"{plate}_{i}" for i in range(len(obs))]
         path = directory / f"{plate}.h5ad"
@@ -498,7 +502,7 @@ def reference_deg_ceiling_plate(
         tested[pert] = [
             b
             for b in sorted(rows["batch"].unique())
-            if len(control_rows.get(b, [])) > 1
+            if (mine["counted"] & mine["is_control"] & (mine["batch"] == b)).sum() > min_cells
             and ((mine["counted"]) & (mine["compound"] == compound) & (mine["batch"] == b)).sum() > min_cells
         ]
     plates = sorted({b for bs in tested.values() for b in bs})
