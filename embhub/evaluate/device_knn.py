@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from embhub.evaluate.knn import CVProjections, KnnFit, usable_grid
-from embhub.evaluate.projection import inner_kfold, scaler_scale
+from embhub.evaluate.projection import inner_kfold, inverse, scaler_scale, spanned_roots
 
 
 def cuda_device(requested: str) -> Any | None:
@@ -59,7 +59,8 @@ def _scaled_scores(torch, x: Any, rows: Any, q: int, others: list[Any]) -> list[
     else:
         values, vectors = torch.linalg.eigh(z @ z.T)
         values, vectors = values[-q:].flip(0), vectors[:, -q:].flip(1)
-        basis = (z.T @ vectors) / values.clamp(min=torch.finfo(torch.float64).tiny).sqrt()
+        inverse_roots = inverse(spanned_roots(values.cpu().numpy(), n))
+        basis = (z.T @ vectors) * torch.as_tensor(inverse_roots, device=x.device)
     return [z @ basis] + [(((other - mean) / scale) - centre) @ basis for other in others]
 
 

@@ -124,11 +124,11 @@ def _fit_wide(shifted: np.ndarray, shift: np.ndarray, blocks: list[np.ndarray], 
         values, vectors = top_eigenpairs(matrix, q, overwrite=True)
         if len(matrix) == d:
             return ScaledPCA(shift + delta, scale, np.zeros(d), vectors)
-        roots = np.sqrt(np.clip(values, np.finfo(np.float64).tiny, None))
+        roots = spanned_roots(values, len(matrix))
         every_row = np.zeros((n, q))
         every_row[keep] = vectors
         # Zᵀ V / √λ with Z = (shifted rows − delta) / scale, without Z: V ⊥ 1 (Z's rows are centred), so delta drops out
-        basis = (shifted.T @ every_row) / scale[:, None] / roots
+        basis = (shifted.T @ every_row) / scale[:, None] * inverse(roots)
         return ScaledPCA(shift + delta, scale, np.zeros(d), basis, vectors * roots)
 
     outer, *inner = pipeline_map([product, solve], jobs, workers)
@@ -195,9 +195,21 @@ def _top_subspace(z: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray | None]
     if d <= n:
         return top_eigenpairs(z.T @ z, q)[1], None
     values, vectors = top_eigenpairs(z @ z.T, q, overwrite=True)
-    values = np.clip(values, np.finfo(np.float64).tiny, None)
-    roots = np.sqrt(values)
-    return (z.T @ vectors) / roots, vectors * roots  # Z·basis = Z Zᵀ V / √λ = V √λ
+    roots = spanned_roots(values, n)
+    return (z.T @ vectors) * inverse(roots), vectors * roots  # Z·basis = Z Zᵀ V / √λ = V √λ
+
+
+def spanned_roots(values: np.ndarray, size: int) -> np.ndarray:
+    """√λ of a Gram matrix's eigenvalues, 0 for those within rounding of 0. n centred rows span at most
+    n − 1 directions, so with as many components as rows (or repeated rows) some λ are only rounding
+    noise, and Zᵀv/√λ would turn that noise into a huge basis vector; such a component gets a zero basis
+    vector instead (every training row scores 0 on it, so held-out rows do too)."""
+    floor = max(float(values.max(initial=0.0)), 0.0) * size * np.finfo(np.float64).eps
+    return np.sqrt(np.where(values > floor, values, 0.0))
+
+
+def inverse(roots: np.ndarray) -> np.ndarray:
+    return np.divide(1.0, roots, out=np.zeros_like(roots), where=roots > 0)
 
 
 def pca_scores(x: np.ndarray, n_components: int) -> np.ndarray:

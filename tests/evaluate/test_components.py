@@ -9,7 +9,7 @@ from sklearn.preprocessing import StandardScaler
 
 from embhub.evaluate.knn import l2_for_every_k, sorted_neighbours
 from embhub.evaluate.metrics import lfc_metrics
-from embhub.evaluate.projection import ScaledPCA, inner_kfold
+from embhub.evaluate.projection import ScaledPCA, fit_without_each, inner_kfold
 
 
 @pytest.mark.parametrize("n", [7, 100, 163])
@@ -67,3 +67,36 @@ def test_lfc_metrics_against_scipy():
     assert got["Spearman"] == pytest.approx(np.mean([spearmanr(a, b)[0] for a, b in zip(y, y_hat)]), abs=1e-12)
     assert got["L2"] == pytest.approx(np.linalg.norm(y - y_hat, axis=1).mean(), abs=1e-12)
     assert np.isnan(lfc_metrics(y, np.zeros_like(y))["Pearson"])
+
+
+def _wide_rows(n, d, seed):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(size=(n, d)), rng.uniform(size=(9, d))
+
+
+def _assert_scores_of_rank_deficient_fit(mine, x, held_out):
+    """With as many components as rows, the centred rows span one dimension fewer: the last component holds
+    no training variance, so held-out rows score 0 there; the others equal scikit-learn's up to sign."""
+    n = len(x)
+    scaler = StandardScaler().fit(x)
+    reference = PCA(n, svd_solver="full").fit(scaler.transform(x)).transform(scaler.transform(held_out))
+    np.testing.assert_allclose(np.abs(mine[:, : n - 1]), np.abs(reference[:, : n - 1]), atol=1e-8)
+    np.testing.assert_allclose(mine[:, n - 1], 0.0, atol=1e-8)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_as_many_components_as_rows_gives_finite_scores(seed):
+    x, held_out = _wide_rows(45, 100, seed)
+    _assert_scores_of_rank_deficient_fit(ScaledPCA.fit(x, len(x)).transform(held_out), x, held_out)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_inner_splits_with_as_many_components_as_rows_give_finite_scores(seed):
+    x, held_out = _wide_rows(48, 100, seed)
+    blocks = [validation for _, validation in inner_kfold(len(x), 5, 42)]
+    q = min(len(x) - len(block) for block in blocks)
+    inner, _ = fit_without_each(x, blocks, q)
+    for block, fit in zip(blocks, inner):
+        rows = np.setdiff1d(np.arange(len(x)), block)
+        if len(rows) == q:
+            _assert_scores_of_rank_deficient_fit(fit.transform(held_out), x[rows], held_out)

@@ -11,6 +11,7 @@ from embhub.evaluate.deg import fit_logistic, predict_classes
 from embhub.evaluate.metrics import deg_scores
 from embhub.evaluate.protocol import ProtocolSettings
 from embhub.evaluate.runner import evaluate
+from tests.evaluate.conftest import build_dataset, build_store, informative_vectors
 
 
 def _sklearn_macro_over_present(score, truth, predicted):
@@ -109,3 +110,14 @@ def test_deg_evaluation_rows(toy, stores):
     assert f1[("logistic", R.IDEALIZED)] > f1[("logistic", R.RANDOM)]
     row = frame[(frame.metric == "F1") & (frame.embedding == "partial") & (frame.subset == "all")].iloc[0]
     assert row.n_test == test.sum() and row.n_covered < row.n_test
+
+
+def test_deg_on_a_dataset_smaller_than_the_pca_size_scores_every_row(tmp_path):
+    """80 perturbations: the random control's smallest inner split has fewer rows than PCA(100) asks, so its
+    PCA keeps as many components as rows (one of them empty) and must not overflow the float32 fit."""
+    toy = build_dataset(tmp_path / "small.zarr", cell_lines=("K-562",), n_perts=80, n_genes=20)
+    store = build_store(tmp_path / "s.zarr", toy.pert_ids, informative_vectors(toy, 30, 1), "s")
+    frame = evaluate(PreparedDataset.open(toy.path), [store], folds=[0], deg=True, device="cpu").results
+    f1 = frame[(frame.metric == "F1") & (frame.subset == "all")].set_index(["method", "embedding"])["value"]
+    assert np.isfinite(f1[("logistic", R.RANDOM)]) and np.isfinite(f1[("logistic", "s")])
+    assert f1[("logistic", R.IDEALIZED)] > f1[("logistic", R.RANDOM)]

@@ -88,3 +88,14 @@ def test_evaluate_on_a_cuda_gpu_gives_the_cpu_table(toy, stores):
     np.testing.assert_allclose(a.value[~classified], b.value[~classified], rtol=1e-9, equal_nan=True)
     # float32 L-BFGS on two devices: a class can flip where a logit is a near tie, nothing more
     np.testing.assert_allclose(a.value[classified], b.value[classified], atol=0.02)
+
+
+def test_device_projections_with_as_many_components_as_rows_equal_the_numpy_path():
+    rng = np.random.default_rng(3)
+    x_train, x_test = rng.uniform(size=(48, 100)), rng.uniform(size=(12, 100))
+    ours = fit_projections(x_train, x_test, 100, 5, 42, CPU)
+    reference = CVProjections.fit(x_train, x_test, 100, 5, 42)
+    assert ours.n_components == min(len(tr) for tr, _, _, _ in ours.splits)
+    for (_, _, a_train, a_val), (_, _, b_train, b_val) in zip(ours.splits, reference.splits):
+        np.testing.assert_allclose(a_val @ a_val.T, b_val @ b_val.T, atol=1e-8)
+        np.testing.assert_allclose(a_val @ a_train.T, b_val @ b_train.T, atol=1e-8)
