@@ -41,6 +41,8 @@ RESULT_COLUMNS = (
     "n_covered",
     "subset",
 )
+SCORE_KEY = ("dataset", "cell_line", "fold", "method", "embedding", "metric", "subset")
+"""What one row scores; a results table holds each once."""
 METHODS = ("knn", "lasso", "logistic", "baseline", "fusion", "ceiling")
 SUBSETS = ("all", "common")
 LFC_METRICS = ("L2", "MSE", "MAE", "Pearson", "Spearman")
@@ -145,9 +147,20 @@ def load_results(path: str | Path) -> pd.DataFrame:
     if missing:
         raise InputError(f"{file} is not an embhub results table (it lacks the columns {', '.join(missing)}); {damaged}")
     try:
-        return _typed(raw)
+        frame = _typed(raw)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{file} is damaged: a column holds values of the wrong type ({exc}); {damaged}") from None
+    if frame.empty:
+        raise InputError(f"{file} holds no results rows; {damaged}")
+    repeated = frame[frame.duplicated(list(SCORE_KEY), keep=False)]
+    if len(repeated):
+        row = repeated.iloc[0]
+        raise InputError(
+            f"{file} holds {len(repeated)} rows that repeat a score (e.g. {row.method} {row.embedding}, {row.cell_line} "
+            f"fold {row.fold}, {row.metric}, {row.subset}), which would count those folds twice; each score must appear "
+            f"once: remove the repeated rows, or evaluate the stores of several runs together"
+        )
+    return frame
 
 
 def _read_table(file: Path, columns: list[str] | None = None) -> pd.DataFrame:

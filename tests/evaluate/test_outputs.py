@@ -13,6 +13,7 @@ import zarr
 from embhub.errors import InputError
 from embhub.evaluate import results as R
 from embhub.evaluate import runner
+from embhub.evaluate.report import SUMMARY_CSV
 from tests.evaluate.conftest import build_store, informative_vectors
 from tests.support.cli import assert_one_line_error, run_cli
 
@@ -390,3 +391,21 @@ def test_store_paths_missing_paths_and_an_empty_all(tmp_path, toy, stores, isola
     assert outcome.exit_code == 0, outcome.stderr
     recorded = set(R.load_results(out).query("embedding == 'wide'").store_path)
     assert recorded == {str(tmp_path / relative)}
+
+
+def test_results_with_repeated_scores_or_no_rows_are_refused_not_summarised(tmp_path):
+    doubled = _saved(tmp_path / "doubled", L2_AND_F1)
+    (doubled / R.RESULTS_PARQUET).unlink()
+    table = pd.read_csv(doubled / R.RESULTS_CSV)
+    context_mean = table[(table.embedding == R.CONTEXT_MEAN) & (table.fold == 0)]
+    pd.concat([table, context_mean]).to_csv(doubled / R.RESULTS_CSV, index=False)
+    before = (doubled / SUMMARY_CSV).exists()
+    assert_one_line_error(run_cli("report", doubled), f"{doubled / R.RESULTS_CSV} holds 4 rows that repeat a score",
+                          f"baseline {R.CONTEXT_MEAN}, K-562 fold 0, L2", "evaluate the stores of several runs together")
+    assert (doubled / SUMMARY_CSV).exists() == before
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    table.iloc[:0].to_csv(empty / R.RESULTS_CSV, index=False)
+    assert_one_line_error(run_cli("report", empty), f"{empty / R.RESULTS_CSV} holds no results rows", "re-run 'embhub evaluate'")
+    assert not (empty / SUMMARY_CSV).exists()
