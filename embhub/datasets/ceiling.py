@@ -257,7 +257,12 @@ def ceiling_of_prepared(
     Returns the reopened :class:`~embhub.datasets.prepared.PreparedDataset`.
     """
     from embhub.datasets.prepared import PreparedDataset
+    from embhub.errors import InputError
 
+    counts = {"--outer": n_outer, "--inner": n_inner, "--deg-trials": deg_trials}
+    for option, count in counts.items():
+        if count is not None and count < 1:
+            raise InputError(f"{option} {count}: the ceiling needs at least 1; give a positive count or leave the option out")
     prepared = PreparedDataset.open(name_or_path)
     with sole_writer(prepared.path, "ceiling or preparation"):
         return _bootstrap_into(prepared, raw, n_outer, n_inner, seed, n_jobs, deg, deg_trials)

@@ -97,3 +97,12 @@ def test_prepare_and_ceiling_stop_while_another_process_writes_the_dataset(tmp_p
             assert_one_line_error(run_cli(*command), f"{out} is being written by another embhub process")
     assert PreparedDataset.open(out).manifest == before
     assert run_cli("ceiling", out, "--outer", "2", "--no-deg").exit_code == 0
+
+
+def test_ceiling_refuses_counts_below_one_instead_of_crashing_or_using_the_default(tmp_path, isolated_home):
+    assert run_cli("datasets", "prepare", "essential", "--raw", replogle_file(tmp_path / "raw.h5ad")).exit_code == 0
+    for option, value in (("--outer", "0"), ("--outer", "-2"), ("--inner", "0"), ("--deg-trials", "0")):
+        outcome = run_cli("ceiling", "essential", option, value)
+        assert outcome.exit_code == 1
+        assert_one_line_error(outcome, f"{option} {value}", "at least 1")
+    assert "ceiling" not in PreparedDataset.open("essential").manifest
