@@ -235,6 +235,11 @@ class EmbeddingStore:
 def open_store_group(path: Path) -> tuple[zarr.Group, dict[str, Any]]:
     if not path.exists():
         raise StoreError(f"no store at {path}")
+    if not path.is_dir():
+        raise StoreError(f"{path} is a file, not an embedding store (a .zarr directory); give the store's directory")
+    if not (path / "zarr.json").is_file():
+        raise StoreError(f"{path} is not an embedding store (it has no zarr.json); give a store made by 'embhub extract' "
+                         "or 'embhub stores import'")
     try:
         group = zarr.open_group(str(path), mode="r+" if _writable(path) else "r", zarr_format=3)
     except Exception as exc:

@@ -138,3 +138,19 @@ def test_results_name_a_store_by_its_absolute_path_whatever_the_user_typed(tmp_p
     relative = type(stores["wide"]).open("wide.zarr")
     frame = evaluate(PreparedDataset.open(toy.path), [relative], cell_lines=["K-562"], folds=[0], baselines=False).results
     assert set(frame[frame.embedding == "wide"].store_path) == {str(tmp_path / "wide.zarr")}
+
+
+def test_a_store_path_that_is_a_file_or_a_folder_without_a_store_says_what_it_is(tmp_path, toy):
+    file = tmp_path / "vectors.zarr"
+    file.write_text("not a store")
+    empty = tmp_path / "empty.zarr"
+    empty.mkdir()
+    other = tmp_path / "results"
+    other.mkdir()
+    (other / "notes.txt").write_text("x")
+    expected = {file: "is a file, not an embedding store", empty: "is not an embedding store (it has no zarr.json)",
+                other: "is not an embedding store (it has no zarr.json)"}
+    for path, fragment in expected.items():
+        line = _one_line_error(["evaluate", "--dataset", str(toy.path), "--stores", str(path), "--no-plots",
+                                "--out", str(tmp_path / "o")])
+        assert str(path) in line and fragment in line, line
