@@ -9,7 +9,7 @@ class EmbhubError(Exception):
 
 
 class PluginError(EmbhubError):
-    """A plugin could not be loaded or registered something invalid."""
+    """A plugin could not be loaded, registered something invalid, or a provider broke its contract."""
 
 
 class RegistryError(EmbhubError):

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from embhub import __version__
 from embhub.checksums import sha256_file
-from embhub.errors import InputError, StoreError
+from embhub.errors import EmbhubError, InputError, StoreError
 from embhub.locks import sole_writer
 from embhub.paths import default_store_dir
 from embhub.plugins import Plugins
@@ -93,7 +93,7 @@ def _extract_into(out, spec, provider, items, identity, plugins, batch_size, dty
     for batch in pending:
         start, stop = writer.plan.bounds(batch)
         batch_items = items[start:stop]
-        result = provider.embed(batch_items)
+        result = _embed(provider, batch_items, writer)
         writer.write_batch(batch, batch_items, result)
         finished += stop - start
         if progress:
@@ -103,6 +103,17 @@ def _extract_into(out, spec, provider, items, identity, plugins, batch_size, dty
         writer._update_manifest(dim=provider.dim)
     manifest = writer.finalize(items, provider.key_namespace)
     return ExtractionResult(out, manifest, resumed, already_complete=False)
+
+
+def _embed(provider: Provider, items: Sequence[Item], writer: StoreWriter) -> Any:
+    """``provider.embed(items)``; an exception from a provider's code is one line naming it, not a traceback."""
+    try:
+        return provider.embed(items)
+    except EmbhubError:
+        raise
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise writer.provider_error(items, f"embed raised {message}") from exc
 
 
 def _identity(spec: ModelSpec, items_hash: str, dtype: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ compacts the rows into the final arrays.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import zarr
 
-from embhub.errors import StoreError
+from embhub.errors import PluginError, StoreError
 from embhub.provider import Embedded, Item
 from embhub.store import (
     COPY_BLOCK_ROWS,
@@ -85,17 +86,24 @@ class StoreWriter:
     def write_batch(self, batch: int, items: Sequence[Item], result: Embedded) -> None:
         start, stop = self.plan.bounds(batch)
         position = {item.input_id: start + i for i, item in enumerate(items)}
-        _check_result(items, result)
+        vectors = self._checked_vectors(items, result)
         staging = self.group["_staging"]
         status = np.full(stop - start, PENDING, dtype=np.int8)
         keys = np.full(stop - start, "", dtype=object)
         reasons = np.full(stop - start, "", dtype=object)
         rows = np.array([position[i] - start for i in result.input_ids], dtype=np.int64)
+        unusable: dict[int, str] = {}
         if len(result.input_ids):
-            vectors = np.asarray(result.vectors)
-            self._ensure_vectors(vectors.shape[1])
+            self._ensure_vectors(vectors.shape[1], items)
             block = np.zeros((stop - start, self.manifest["dim"]), dtype=self.manifest["dtype"])
-            block[rows] = vectors
+            with np.errstate(over="ignore", invalid="ignore"):
+                block[rows] = vectors
+            for row, given, stored in zip(rows, np.isfinite(vectors).all(axis=1), np.isfinite(block[rows]).all(axis=1)):
+                if not given:
+                    unusable[row] = "the provider returned NaN or inf in its vector"
+                elif not stored:
+                    unusable[row] = f"its vector overflows {self.manifest['dtype']}; extract with --dtype float32"
+            block[list(unusable)] = 0
             staging["vectors"][start:stop] = block
             keys[rows] = result.keys
             status[rows] = EMBEDDED
@@ -106,7 +114,10 @@ class StoreWriter:
                 array[start:stop] = column
         for failure in result.failures:
             row = position[failure.input_id] - start
-            reasons[row] = failure.reason
+            unusable[row] = failure.reason
+        for row, reason in unusable.items():
+            keys[row] = ""
+            reasons[row] = str(reason)
             status[row] = FAILED
         for name, value in result.counts.items():
             self._ensure_counter(name)[batch] = value
@@ -114,17 +125,34 @@ class StoreWriter:
         staging["reasons"][start:stop] = reasons
         staging["status"][start:stop] = status
 
-    def _ensure_vectors(self, dim: int) -> None:
+    def _checked_vectors(self, items: Sequence[Item], result: Any) -> np.ndarray:
+        """The batch's vectors as a real-valued array, or a one-line :class:`PluginError` naming the provider."""
+        problem = _contract_problem(items, result)
+        if problem:
+            raise self.provider_error(items, f"broke its contract: {problem}")
+        return np.asarray(result.vectors) if len(result.input_ids) else np.zeros((0, 0))
+
+    def provider_error(self, items: Sequence[Item], what: str) -> PluginError:
+        provider = self.manifest["provider"]
+        plugin = provider.get("plugin")
+        source = f" (plugin '{plugin}' from {provider.get('distribution')} {provider.get('distribution_version')})" if plugin else ""
+        rows = [item.row for item in items if item.row is not None]
+        where = f"rows {min(rows)}–{max(rows)}" if rows else f"items '{items[0].input_id}'–'{items[-1].input_id}'"
+        return PluginError(
+            f"provider '{provider['name']}'{source}, {where}: {what}; the finished batches are kept, so re-run the "
+            "same command to resume once it is fixed, or report it to the provider's authors"
+        )
+
+    def _ensure_vectors(self, dim: int, items: Sequence[Item]) -> None:
         staging = self.group["_staging"]
         if "vectors" in staging:
             if dim != self.manifest["dim"]:
-                raise StoreError(
-                    f"provider returned {dim}-dimensional vectors after {self.manifest['dim']}-dimensional ones; "
-                    "this is a bug in the provider"
+                raise self.provider_error(
+                    items, f"returned {dim}-dimensional vectors after {self.manifest['dim']}-dimensional ones"
                 )
             return
         if self.manifest.get("dim") not in (None, dim):
-            raise StoreError(f"provider declared dim {self.manifest['dim']} but returned {dim}-dimensional vectors")
+            raise self.provider_error(items, f"declared dim {self.manifest['dim']} but returned {dim}-dimensional vectors")
         self._update_manifest(dim=dim)
         staging.create_array(
             "vectors",
@@ -240,24 +268,39 @@ def _failure_record(item: Item, reason: str) -> dict[str, Any]:
     return {"input_id": item.input_id, "row": item.row, "value": item.value, "reason": str(reason)}
 
 
-def _check_result(items: Sequence[Item], result: Embedded) -> None:
-    expected = [item.input_id for item in items]
-    reported = list(result.input_ids) + [f.input_id for f in result.failures]
-    if sorted(reported) != sorted(expected):
-        missing = set(expected) - set(reported)
-        extra = set(reported) - set(expected)
-        raise StoreError(
-            f"provider returned an inconsistent batch (missing {sorted(missing)[:3]}, unexpected {sorted(extra)[:3]}); "
-            "every item must be embedded or reported as a failure — this is a bug in the provider"
-        )
-    if len(result.keys) != len(result.input_ids) or len(np.asarray(result.vectors)) != len(result.input_ids):
-        raise StoreError("provider returned keys, ids and vectors of different lengths; this is a bug in the provider")
+def _contract_problem(items: Sequence[Item], result: Any) -> str | None:
+    """What is wrong with ``result`` as the answer to ``items`` (see :class:`embhub.provider.Embedded`), or None."""
+    if not isinstance(result, Embedded):
+        return f"embed returned {type(result).__name__}, not an embhub.provider.Embedded"
+    reported = Counter([*result.input_ids, *(failure.input_id for failure in result.failures)])
+    expected = {item.input_id for item in items}
+    for input_id, times in reported.items():
+        if input_id not in expected:
+            return f"it returned the id '{input_id}', which is not in the batch"
+        if times > 1:
+            return f"item '{input_id}' is reported {times} times (each item once, embedded or in failures)"
+    for item in items:
+        if item.input_id not in reported:
+            return f"item '{item.input_id}' is neither embedded nor in failures"
+    n = len(result.input_ids)
+    if len(result.keys) != n:
+        return f"{len(result.keys)} keys for {n} embedded items"
+    for input_id, key in zip(result.input_ids, result.keys):
+        if not isinstance(key, str) or not key:
+            return f"key {key!r} of '{input_id}' is not a non-empty string"
+    for name, values in result.labels.items():
+        if len(values) != n:
+            return f"label '{name}' has {len(values)} values for {n} embedded items"
+    if n:
+        vectors = np.asarray(result.vectors)
+        if vectors.ndim != 2 or vectors.shape[0] != n:
+            return f"vectors have shape {vectors.shape}, expected ({n}, dim) for {n} embedded items"
+        if vectors.dtype.kind not in "biuf":
+            return f"vectors have dtype {vectors.dtype}, expected real numbers"
     for name, value in result.counts.items():
         if not (_is_count(value) and isinstance(name, str) and name.isidentifier()):
-            raise StoreError(
-                f"provider returned the count {name!r}: {value!r}; counts are non-negative integers under "
-                "identifier names — this is a bug in the provider"
-            )
+            return f"count {name!r} is {value!r}; counts are non-negative integers under identifier names"
+    return None
 
 
 def _is_count(value: Any) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zarr
 
-from embhub.errors import StoreError
+from embhub.errors import PluginError, StoreError
 from embhub.extract import extract
 from embhub.plugins import load_plugins
 from embhub.provider import Embedded, Item, Provider
@@ -383,5 +383,5 @@ def test_a_tally_that_is_not_a_count_is_a_provider_bug_in_one_line(tmp_path, cou
             return result
 
     items = [Item(f"item{i}", str(i), i) for i in range(1, 4)]
-    with pytest.raises(StoreError, match=r"provider returned the count .*non-negative integers .*bug in the provider"):
+    with pytest.raises(PluginError, match=r"provider 'squares', rows 1–3: broke its contract: count .*non-negative integers"):
         extract(ModelSpec("squares", "squares"), BadTally(), items, tmp_path / "bad.zarr", plugins=load_plugins())
