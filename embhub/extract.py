@@ -9,6 +9,7 @@ the one an uninterrupted run writes.
 from __future__ import annotations
 
 import hashlib
+import numbers
 import platform
 import re
 from dataclasses import dataclass
@@ -17,14 +18,14 @@ from typing import Any, Callable, Sequence
 
 from embhub import __version__
 from embhub.checksums import sha256_file
-from embhub.errors import EmbhubError, InputError, StoreError
+from embhub.errors import EmbhubError, InputError, PluginError, StoreError
 from embhub.locks import sole_writer
 from embhub.paths import default_store_dir
 from embhub.plugins import Plugins
 from embhub.provider import Item, Provider
 from embhub.registry import ModelSpec
 from embhub.store import FORMAT_NAME, FORMAT_VERSION, hash_items, is_store_directory, now_iso, open_store_group
-from embhub.store_writer import StoreWriter, interrupted_before_manifest
+from embhub.store_writer import StoreWriter, interrupted_before_manifest, provider_label
 
 DTYPES = ("float32", "float16", "float64")
 ProgressCallback = Callable[[int, int], None]
@@ -100,7 +101,7 @@ def _extract_into(out, spec, provider, items, identity, plugins, batch_size, dty
             progress(finished, len(items))
     writer._update_manifest(provenance={**writer.manifest.get("provenance", {}), **provider.provenance()})
     if writer.manifest.get("dim") is None:
-        writer._update_manifest(dim=provider.dim)
+        writer._update_manifest(dim=_declared_dim(provider, writer.manifest["provider"]))
     manifest = writer.finalize(items, provider.key_namespace)
     return ExtractionResult(out, manifest, resumed, already_complete=False)
 
@@ -114,6 +115,25 @@ def _embed(provider: Provider, items: Sequence[Item], writer: StoreWriter) -> An
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}".splitlines()[0]
         raise writer.provider_error(items, f"embed raised {message}") from exc
+
+
+def _declared_dim(provider: Provider, about_provider: dict[str, Any]) -> int | None:
+    try:
+        dim = provider.dim
+    except EmbhubError:
+        raise
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise PluginError(
+            f"{provider_label(about_provider)}: its dim property raised {message}; it must not need the model "
+            "(return None when only the first batch tells) — report it to the provider's authors"
+        ) from exc
+    if dim is None or (isinstance(dim, numbers.Integral) and not isinstance(dim, bool) and dim > 0):
+        return None if dim is None else int(dim)
+    raise PluginError(
+        f"{provider_label(about_provider)} declares dim {dim!r}; it must be a positive whole number, or None when "
+        "only the first batch tells — report it to the provider's authors"
+    )
 
 
 def _identity(spec: ModelSpec, items_hash: str, dtype: str) -> dict[str, Any]:
@@ -159,26 +179,27 @@ def _open_writer(out, spec, provider, items, identity, batch_size, dtype, overwr
 
 def _manifest(spec, provider, items, identity, dtype, plugins, source) -> dict[str, Any]:
     plugin = plugins.provider_plugin.get(provider.name)
+    about_provider = {
+        "name": provider.name,
+        "version": provider.version,
+        "plugin": plugin.name if plugin else None,
+        "distribution": plugin.distribution if plugin else None,
+        "distribution_version": plugin.version if plugin else None,
+        "licence": provider.licence,
+        "citation": provider.citation,
+    }
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "identity": identity,
         "model": {"name": spec.name, "source": spec.source, "description": spec.description, "overrides": spec.overrides},
-        "provider": {
-            "name": provider.name,
-            "version": provider.version,
-            "plugin": plugin.name if plugin else None,
-            "distribution": plugin.distribution if plugin else None,
-            "distribution_version": plugin.version if plugin else None,
-            "licence": provider.licence,
-            "citation": provider.citation,
-        },
+        "provider": about_provider,
         "parameters": _plain(provider.parameters),
         "checkpoint": _checkpoint_identity(spec, provider),
         "entity": provider.entity,
         "id_namespace": provider.id_namespace,
         "key_namespace": provider.key_namespace,
-        "dim": provider.dim,
+        "dim": _declared_dim(provider, about_provider),
         "dtype": dtype,
         "created": now_iso(),
         "embhub_version": __version__,

@@ -1,13 +1,17 @@
 """Loading plugins: one pluggy manager, the ``embhub`` entry-point group, and what each registered.
 
 ``EMBHUB_LOAD_PLUGINS`` (comma-separated entry-point names; empty for none) restricts which plugins
-load, which helps in tests and when one plugin is broken. A plugin that fails to import is recorded
-with its error and skipped; it never breaks the CLI.
+load, which helps in tests and when one plugin is broken. A plugin that fails to import or implements a
+hook embhub does not have is recorded with its error and skipped; it never breaks the CLI. A provider
+that cannot be used (its name claimed by two plugins, a ``Parameters`` that is no usable dataclass) is
+kept in ``Plugins.unusable`` with the reason, which the models that name it report.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -19,6 +23,7 @@ from embhub.errors import PluginError
 from embhub.provider import Provider
 
 ENTRY_POINT_GROUP = "embhub"
+HOOKS = ("register_providers", "register_models", "register_datasets")
 
 
 @dataclass
@@ -41,8 +46,12 @@ class Plugins:
     model_entries: list[dict[str, Any]]
     datasets: dict[str, type]
     problems: list[str]
+    unusable: dict[str, str] = field(default_factory=dict)
+    """Provider name → why it cannot be used (claimed by two plugins, an unusable ``Parameters``)."""
 
     def provider(self, name: str) -> type[Provider]:
+        if name in self.unusable:
+            raise PluginError(self.unusable[name])
         try:
             return self.providers[name]
         except KeyError:
@@ -81,7 +90,11 @@ def load_plugins(refresh: bool = False) -> Plugins:
             manager.register(module, name=entry_point.name)
         except Exception as exc:  # a broken plugin must not break the CLI
             info.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    manager.check_pending()
+            continue
+        unknown = [caller.name for caller in manager.get_hookcallers(module) or [] if not caller.has_spec()]
+        if unknown:
+            manager.unregister(module)
+            info.error = f"unknown hook '{unknown[0]}' (embhub's hooks: {', '.join(HOOKS)}); fix its name"
     _loaded = _collect(manager, infos)
     return _loaded
 
@@ -100,6 +113,7 @@ def _collect(manager: pluggy.PluginManager, infos: list[PluginInfo]) -> Plugins:
     models: list[dict[str, Any]] = []
     datasets: dict[str, type] = {}
     problems: list[str] = []
+    unusable: dict[str, str] = {}
 
     def callbacks(info: PluginInfo):
         def register_provider(cls):
@@ -108,14 +122,22 @@ def _collect(manager: pluggy.PluginManager, infos: list[PluginInfo]) -> Plugins:
                 problems.append(f"plugin '{info.name}': {problem}")
             elif cls.name in providers:
                 other = provider_plugin[cls.name].name
-                problems.append(
-                    f"plugin '{info.name}' registers provider '{cls.name}', already registered by "
-                    f"plugin '{other}'; uninstall one of them"
+                unusable[cls.name] = (
+                    f"provider '{cls.name}' is registered by both plugin '{other}' and plugin '{info.name}'; "
+                    "uninstall one of them, or load only one with EMBHUB_LOAD_PLUGINS"
                 )
+                problems.append(unusable[cls.name])
             else:
                 providers[cls.name] = cls
                 provider_plugin[cls.name] = info
                 info.provides.append(f"provider:{cls.name}")
+                problem = _parameters_problem(cls)
+                if problem:
+                    unusable[cls.name] = (
+                        f"provider '{cls.name}' of plugin '{info.name}' cannot be used: {problem}; "
+                        "fix the plugin or report it to its authors"
+                    )
+                    problems.append(unusable[cls.name])
 
         def register_model(name, **entry):
             models.append({"name": name, "source": f"plugin {info.name}", **entry})
@@ -137,7 +159,7 @@ def _collect(manager: pluggy.PluginManager, infos: list[PluginInfo]) -> Plugins:
             "register_datasets": register_dataset,
         }
 
-    for hook_name in ("register_providers", "register_models", "register_datasets"):
+    for hook_name in HOOKS:
         for impl in reversed(getattr(manager.hook, hook_name).get_hookimpls()):
             info = by_name[impl.plugin_name]
             try:
@@ -147,7 +169,7 @@ def _collect(manager: pluggy.PluginManager, infos: list[PluginInfo]) -> Plugins:
                 problems.append(f"plugin '{info.name}' failed in {hook_name}: {message}")
                 info.error = info.error or message
 
-    return Plugins(infos, providers, provider_plugin, models, datasets, problems)
+    return Plugins(infos, providers, provider_plugin, models, datasets, problems, unusable)
 
 
 def _provider_problem(cls: Any) -> str | None:
@@ -156,4 +178,19 @@ def _provider_problem(cls: Any) -> str | None:
     for attribute in ("name", "entity", "id_namespace", "key_namespace"):
         if not isinstance(getattr(cls, attribute, None), str):
             return f"provider {cls.__name__} does not declare '{attribute}'"
+    return None
+
+
+def _parameters_problem(cls: type[Provider]) -> str | None:
+    """Why registry entries could not be checked against ``cls.Parameters`` and built from it, if they cannot."""
+    parameters = getattr(cls, "Parameters", None)
+    if not (isinstance(parameters, type) and dataclasses.is_dataclass(parameters)):
+        return "its Parameters is not a dataclass; decorate it with @dataclass"
+    try:
+        typing.get_type_hints(parameters)
+    except Exception as exc:
+        return f"a parameter's type cannot be resolved ({type(exc).__name__}: {exc})"
+    for f in dataclasses.fields(parameters):
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            return f"parameter '{f.name}' has no default"
     return None

@@ -131,5 +131,18 @@ class Provider:
 
     @classmethod
     def missing_requirements(cls) -> list[str]:
-        """Modules in ``requires`` that are not importable here (checked without importing them)."""
-        return [name for name in cls.requires if importlib.util.find_spec(name) is None]
+        """Modules in ``requires`` that are not importable here; for ``a.b`` the missing one of ``a`` and ``a.b``."""
+        return [missing for missing in map(_missing_part, cls.requires) if missing]
+
+
+def _missing_part(module: str) -> str | None:
+    """The first package of the dotted name ``module`` that is not importable, or None if it is."""
+    parts = module.split(".")
+    for end in range(1, len(parts) + 1):
+        name = ".".join(parts[:end])
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except (ImportError, ValueError):
+            return name
+    return None

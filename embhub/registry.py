@@ -151,6 +151,8 @@ def _number_or_text(text: str) -> Any:
 
 
 def provider_for(spec: ModelSpec, plugins: Plugins) -> type[Provider]:
+    if spec.provider in plugins.unusable:
+        raise RegistryError(f"model '{spec.name}' ({spec.source}): {plugins.unusable[spec.provider]}")
     if spec.provider not in plugins.providers:
         known = ", ".join(sorted(plugins.providers)) or "none"
         chosen = os.environ.get("EMBHUB_LOAD_PLUGINS")

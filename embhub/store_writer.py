@@ -133,14 +133,11 @@ class StoreWriter:
         return np.asarray(result.vectors) if len(result.input_ids) else np.zeros((0, 0))
 
     def provider_error(self, items: Sequence[Item], what: str) -> PluginError:
-        provider = self.manifest["provider"]
-        plugin = provider.get("plugin")
-        source = f" (plugin '{plugin}' from {provider.get('distribution')} {provider.get('distribution_version')})" if plugin else ""
         rows = [item.row for item in items if item.row is not None]
         where = f"rows {min(rows)}–{max(rows)}" if rows else f"items '{items[0].input_id}'–'{items[-1].input_id}'"
         return PluginError(
-            f"provider '{provider['name']}'{source}, {where}: {what}; the finished batches are kept, so re-run the "
-            "same command to resume once it is fixed, or report it to the provider's authors"
+            f"{provider_label(self.manifest['provider'])}, {where}: {what}; the finished batches are kept, so re-run "
+            "the same command to resume once it is fixed, or report it to the provider's authors"
         )
 
     def _ensure_vectors(self, dim: int, items: Sequence[Item]) -> None:
@@ -253,6 +250,13 @@ class StoreWriter:
         )
         del self.group["_staging"]
         return self.manifest
+
+
+def provider_label(provider: dict[str, Any]) -> str:
+    """``provider 'x' (plugin 'y' from dist 1.0)`` from a manifest's ``provider`` record."""
+    plugin, distribution = provider.get("plugin"), provider.get("distribution")
+    source = f" from {distribution} {provider.get('distribution_version')}" if distribution else ""
+    return f"provider '{provider['name']}'" + (f" (plugin '{plugin}'{source})" if plugin else "")
 
 
 def interrupted_before_manifest(path: Path) -> bool:
