@@ -9,12 +9,13 @@ the one an uninterrupted run writes.
 from __future__ import annotations
 
 import hashlib
+import json
 import numbers
 import platform
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from embhub import __version__
 from embhub.checksums import sha256_file
@@ -99,7 +100,7 @@ def _extract_into(out, spec, provider, items, identity, plugins, batch_size, dty
         finished += stop - start
         if progress:
             progress(finished, len(items))
-    writer._update_manifest(provenance={**writer.manifest.get("provenance", {}), **provider.provenance()})
+    writer._update_manifest(provenance={**writer.manifest.get("provenance", {}), **_provenance(provider, writer.manifest["provider"])})
     if writer.manifest.get("dim") is None:
         writer._update_manifest(dim=_declared_dim(provider, writer.manifest["provider"]))
     manifest = writer.finalize(items, provider.key_namespace)
@@ -134,6 +135,17 @@ def _declared_dim(provider: Provider, about_provider: dict[str, Any]) -> int | N
         f"{provider_label(about_provider)} declares dim {dim!r}; it must be a positive whole number, or None when "
         "only the first batch tells — report it to the provider's authors"
     )
+
+
+def _provenance(provider: Provider, about_provider: dict[str, Any]) -> dict[str, Any]:
+    """``provider.provenance()`` as JSON values: paths become text, numpy numbers and arrays plain numbers."""
+    facts = provider.provenance()
+    if not isinstance(facts, Mapping):
+        raise PluginError(
+            f"{provider_label(about_provider)}: provenance() returned {type(facts).__name__}, expected a dict; "
+            "report it to the provider's authors"
+        )
+    return json.loads(json.dumps(dict(facts), default=lambda value: value.tolist() if hasattr(value, "tolist") else str(value)))
 
 
 def _identity(spec: ModelSpec, items_hash: str, dtype: str) -> dict[str, Any]:

@@ -108,3 +108,26 @@ def test_a_vector_that_overflows_float16_is_a_failure_saying_which_dtype_to_use(
     [failure] = store.failures()
     assert failure["input_id"] == "item3" and "float16" in failure["reason"] and "--dtype float32" in failure["reason"]
     assert np.isfinite(store.vectors()).all() and store.verify() == []
+
+
+class Recorded(Numbers):
+    """Reports provenance facts of the types providers naturally have at hand (paths, numpy numbers)."""
+
+    def __init__(self, facts):
+        super().__init__()
+        self.facts = facts
+
+    def provenance(self):
+        return self.facts
+
+
+def test_provenance_with_paths_and_numpy_numbers_is_recorded_as_plain_values(tmp_path):
+    facts = {"weights": tmp_path / "w.bin", "temperature": np.float32(0.5), "layers": np.int64(6), "shape": np.arange(2)}
+    store = run(Recorded(facts), tmp_path)
+    assert store.manifest["provenance"] == {"weights": str(tmp_path / "w.bin"), "temperature": 0.5, "layers": 6, "shape": [0, 1]}
+    assert store.verify() == []
+
+
+def test_provenance_that_is_not_a_mapping_is_one_line_naming_the_provider(tmp_path):
+    with pytest.raises(PluginError, match=r"provider 'numbers'.*provenance\(\) returned list"):
+        run(Recorded(["cuda"]), tmp_path)
