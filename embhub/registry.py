@@ -3,7 +3,8 @@
 Sources, later ones shadowing earlier ones by name: the built-in ``registry.yaml``, entries that
 plugins register, the user's ``$EMBHUB_HOME/registry.yaml``, files in ``$EMBHUB_REGISTRY``
 (``os.pathsep``-separated) and files passed with ``--registry``. A name may appear only once per
-file. Files are read with a safe YAML loader.
+file. Files are read with a safe YAML loader. A plugin's malformed entry, or a name two plugins register,
+is refused for that name only (a registry file may define it), so one broken plugin never blocks the rest.
 """
 
 from __future__ import annotations
@@ -57,8 +58,12 @@ class ModelSpec:
 @dataclass
 class Registry:
     models: dict[str, ModelSpec]
+    broken: dict[str, str] = field(default_factory=dict)
+    """Model name → why a plugin's entry for it was refused; other models stay usable."""
 
     def get(self, name: str) -> ModelSpec:
+        if name in self.broken:
+            raise RegistryError(self.broken[name])
         if name in self.models:
             return self.models[name]
         close = difflib.get_close_matches(name, self.models, n=3)
@@ -73,7 +78,7 @@ class Registry:
         return spec, provider_cls(build_parameters(spec, provider_cls))
 
     def problems(self, plugins: Plugins) -> list[str]:
-        found = []
+        found = list(self.broken.values())
         for spec in self.models.values():
             try:
                 build_parameters(spec, provider_for(spec, plugins))
@@ -87,13 +92,21 @@ def load_registry(plugins: Plugins, extra_files: Iterable[str | Path] = ()) -> R
     for entry in _read_file(BUILTIN_REGISTRY, "built-in"):
         models[entry.name] = entry
     plugin_names: dict[str, str] = {}
+    broken: dict[str, str] = {}
     for raw in plugins.model_entries:
         raw = dict(raw)
         name, source = raw.pop("name"), raw.pop("source")
         if name in plugin_names:
-            raise RegistryError(f"model '{name}' is registered by both {plugin_names[name]} and {source}")
+            both = " and ".join(sorted([plugin_names[name], source]))
+            broken[name] = f"model '{name}' is registered by both {both}; uninstall one of them or define it in a registry file"
+            continue
         plugin_names[name] = source
-        models[name] = _entry(name, raw, source)
+        try:
+            models[name] = _entry(name, raw, source)
+        except RegistryError as exc:
+            broken[name] = f"{exc}; fix the plugin or report it to its authors"
+    for name in broken:
+        models.pop(name, None)
     user_files = [embhub_home() / "registry.yaml"]
     user_files += [Path(p) for p in os.environ.get("EMBHUB_REGISTRY", "").split(os.pathsep) if p]
     explicit = [Path(p) for p in extra_files]
@@ -101,6 +114,7 @@ def load_registry(plugins: Plugins, extra_files: Iterable[str | Path] = ()) -> R
         if path.exists():
             for entry in _read_file(path, str(path)):
                 models[entry.name] = entry
+                broken.pop(entry.name, None)
     seen: dict[str, Path] = {}
     for path in explicit:
         if not path.exists():
@@ -110,7 +124,8 @@ def load_registry(plugins: Plugins, extra_files: Iterable[str | Path] = ()) -> R
                 raise RegistryError(f"model '{entry.name}' is defined in both {seen[entry.name]} and {path}")
             seen[entry.name] = path
             models[entry.name] = entry
-    return Registry(models)
+            broken.pop(entry.name, None)
+    return Registry(models, broken)
 
 
 def with_overrides(spec: ModelSpec, overrides: dict[str, Any]) -> ModelSpec:

@@ -52,6 +52,9 @@ def models_command(registry: Optional[List[Path]] = RegistryOption) -> None:
             problems.append(str(exc))
             installed = "[red]invalid entry[/]"
         table.add_row(spec.name, spec.provider, entity, dim, installed, spec.source)
+    for name, problem in sorted(reg.broken.items()):
+        problems.append(problem)
+        table.add_row(name, "?", "?", "?", "[red]invalid entry[/]", "plugin")
     console.print(table)
     if problems:
         for problem in problems:

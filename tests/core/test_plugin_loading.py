@@ -127,3 +127,33 @@ def test_a_declared_dim_is_used_when_it_is_a_whole_number_and_named_when_it_is_n
         assert "dim 3" in outcome.stdout
     else:
         assert_one_line_error(outcome, "provider 'wordy'", "'dims'", "dim")
+
+
+MODELS_ONLY = '''
+from embhub.hookspecs import hookimpl
+
+
+@hookimpl
+def register_models(register):
+    register({entry})
+'''
+
+
+@pytest.mark.parametrize(
+    "first, second, fragment",
+    [
+        ('"mine", provider="morgan", parmeters={"radius": 3}', None, "unknown key 'parmeters'"),
+        ('"mine", provider="morgan"', '"mine", provider="morgan", parameters={"radius": 3}', "both plugin a_models and plugin b_models"),
+    ],
+)
+def test_a_plugins_broken_model_entry_is_refused_by_name_and_leaves_other_models_working(install, tmp_path, first, second, fragment):
+    install("a_models", MODELS_ONLY.format(entry=first))
+    if second:
+        install("b_models", MODELS_ONLY.format(entry=second))
+    drugs = tmp_path / "drugs.txt"
+    drugs.write_text("CCO\n")
+    other = run_cli("extract", "--model", "morgan-1-2048", "--input", drugs, "--out", tmp_path / "d.zarr")
+    assert other.exit_code == 0, other
+    assert_one_line_error(run_cli("extract", "--model", "mine", "--input", drugs, "--out", tmp_path / "m.zarr"), "'mine'", fragment)
+    models = run_cli("models")
+    assert "morgan-1-2048" in models.stdout and fragment in models.stderr
