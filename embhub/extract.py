@@ -167,6 +167,7 @@ def _open_writer(out, spec, provider, items, identity, batch_size, dtype, overwr
                 f"store {out} holds a different extraction (model, parameters, inputs or dtype differ); "
                 "pass --overwrite to replace it or choose another --out"
             )
+        _check_same_provider_version(out, manifest, provider)
         _check_same_checkpoint_files(out, manifest, spec, provider)
         if manifest.get("complete"):
             return None, 0
@@ -242,6 +243,17 @@ def _checkpoint_identity(spec: ModelSpec, provider: Provider) -> dict[str, Any] 
         "revision": spec.revision,
         "files": [{"path": str(f), "sha256": sha256_file(f)} for f in files],
     }
+
+
+def _check_same_provider_version(out: Path, manifest: dict[str, Any], provider: Provider) -> None:
+    """A provider's version stands for its algorithm; an upgraded plugin's vectors must not join or stand in for
+    the ones of the version that started the store."""
+    recorded = manifest.get("provider", {}).get("version")
+    if recorded != provider.version:
+        raise StoreError(
+            f"store {out} was extracted with provider '{provider.name}' version {recorded}, version {provider.version} "
+            "is installed now; pass --overwrite to re-extract it with this version, or choose another --out"
+        )
 
 
 def _check_same_checkpoint_files(out: Path, manifest: dict[str, Any], spec: ModelSpec, provider: Provider) -> None:

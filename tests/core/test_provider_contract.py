@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from embhub.errors import PluginError
+from embhub.errors import PluginError, StoreError
 from embhub.extract import extract
 from embhub.plugins import load_plugins
 from embhub.provider import Embedded, Failure, Item, Provider
@@ -131,3 +131,26 @@ def test_provenance_with_paths_and_numpy_numbers_is_recorded_as_plain_values(tmp
 def test_provenance_that_is_not_a_mapping_is_one_line_naming_the_provider(tmp_path):
     with pytest.raises(PluginError, match=r"provider 'numbers'.*provenance\(\) returned list"):
         run(Recorded(["cuda"]), tmp_path)
+
+
+class NumbersV2(Numbers):
+    """The same provider after its plugin was upgraded: other vectors, a new version."""
+
+    version = "2"
+
+    def embed(self, items):
+        result = super().embed(items)
+        return Embedded(result.input_ids, result.keys, result.vectors * 10, result.failures)
+
+
+@pytest.mark.parametrize("interrupted", [True, False])
+def test_a_store_from_another_provider_version_is_neither_resumed_nor_called_complete(tmp_path, interrupted):
+    if interrupted:
+        with pytest.raises(PluginError):
+            run(Numbers(raising, row=5), tmp_path)
+    else:
+        run(Numbers(), tmp_path)
+    with pytest.raises(StoreError) as error:
+        run(NumbersV2(), tmp_path)
+    assert "provider 'numbers' version 0" in str(error.value) and "version 2" in str(error.value)
+    assert "--overwrite" in str(error.value)
