@@ -15,7 +15,7 @@ import json
 import os
 import typing
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Iterable
 
 import yaml
@@ -202,6 +202,8 @@ def build_parameters(spec: ModelSpec, provider_cls: type[Provider]) -> Any:
                 f"model '{spec.name}': provider '{spec.provider}' has no parameter '{key}' (parameters: {known})"
             )
         expected = hints.get(key)
+        if isinstance(value, str) and not _matches(value, expected) and _takes_path(expected):
+            value = values[key] = Path(value)
         if not _matches(value, expected):
             raise RegistryError(
                 f"model '{spec.name}': parameter '{key}' = {value!r} should be {_describe(expected)}"
@@ -231,6 +233,11 @@ def _matches(value: Any, expected: Any) -> bool:
     if isinstance(expected, type):
         return isinstance(value, expected)
     return True
+
+
+def _takes_path(expected: Any) -> bool:
+    """Whether a parameter annotated ``expected`` takes a path: registry files and ``--set`` can only give text."""
+    return any(isinstance(t, type) and issubclass(t, PurePath) for t in (expected, *typing.get_args(expected)))
 
 
 def _describe(expected: Any) -> str:

@@ -74,3 +74,25 @@ def test_a_provider_left_out_by_embhub_load_plugins_is_not_called_uninstalled(tm
     monkeypatch.setenv("EMBHUB_LOAD_PLUGINS", "morgan")
     outcome = run_cli("extract", "--model", "random-gene-100", "--input", genes, "--out", tmp_path / "g.zarr")
     assert_one_line_error(outcome, "provider 'random-gene', which is not loaded: EMBHUB_LOAD_PLUGINS='morgan'", "unset it")
+
+
+def test_a_path_parameter_takes_the_text_a_registry_file_or_set_gives():
+    from dataclasses import dataclass
+    from pathlib import Path
+
+    from embhub.provider import Provider
+    from embhub.registry import ModelSpec, build_parameters
+
+    class Reads(Provider):
+        name, entity, id_namespace, key_namespace = "reads", "gene", "gene", "gene"
+
+        @dataclass
+        class Parameters:
+            table: Path = Path("table.tsv")
+            fallback: Path | None = None
+
+    built = build_parameters(ModelSpec("reads-mine", "reads", {"table": "my/table.tsv", "fallback": "x.tsv"}), Reads)
+    assert built.table == Path("my/table.tsv") and built.fallback == Path("x.tsv")
+    assert build_parameters(ModelSpec("reads-none", "reads", {"fallback": None}), Reads).fallback is None
+    with pytest.raises(RegistryError, match="'table' = 3 should be Path"):
+        build_parameters(ModelSpec("reads-bad", "reads", {"table": 3}), Reads)
