@@ -44,9 +44,10 @@ def default_out_dir(dataset: str) -> Path:
     return Path("embhub-results") / f"{dataset}-{stamp}"
 
 
-def embhub_files(directory: Path, derived_only: bool = False) -> list[Path]:
-    """The files in ``directory`` that embhub writes there (results, coverage, metadata, summaries, plots)."""
-    names = set(DERIVED_FILES) | plot_file_names()
+def embhub_files(directory: Path, derived_only: bool = False, plots: bool = True) -> list[Path]:
+    """The files in ``directory`` that embhub writes there (results, coverage, metadata, summaries and, unless
+    ``plots`` is false, plots)."""
+    names = set(DERIVED_FILES) | (plot_file_names() if plots else set())
     if not derived_only:
         names |= set(RESULT_FILES)
     return sorted(directory / name for name in names if (directory / name).is_file())
@@ -148,7 +149,7 @@ def rerender(results_path: Path, out_dir: Path | None = None, plots: bool = True
     else:
         check_out_dir(out_dir, overwrite)
         out_dir.mkdir(parents=True, exist_ok=True)
-    _remove(embhub_files(out_dir, derived_only=in_place))
+    _remove(embhub_files(out_dir, derived_only=in_place, plots=plots or not in_place))
     simulated = R.results_simulated(results_path)
     files = _write_derived(frame, out_dir, metrics, [subset] if subset else list(R.SUBSETS), subset or "all", simulated, plots)
     return Report(frame, metrics, subset, simulated, _coverage(source_dir), files)

@@ -135,8 +135,36 @@ def results_file(path: str | Path) -> Path:
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
-    """Read a results table from its directory, its ``.parquet`` or its ``.csv``."""
+    """Read a results table from its directory, its ``.parquet`` or its ``.csv``.
+
+    A directory's parquet is read, but its csv is compared with it: one edited by hand would otherwise be
+    ignored without a word."""
     file = results_file(path)
+    frame = _load_table(file)
+    twin = file.with_name(RESULTS_CSV)
+    if Path(path).is_dir() and file.name == RESULTS_PARQUET and twin.exists():
+        _refuse_differing_twin(frame, file, twin)
+    return frame
+
+
+def _refuse_differing_twin(frame: pd.DataFrame, parquet: Path, csv: Path) -> None:
+    try:
+        other = _load_table(csv)
+        same = (
+            other.shape == frame.shape
+            and other.drop(columns="value").equals(frame.drop(columns="value"))
+            and np.allclose(other["value"], frame["value"], rtol=1e-12, atol=0.0, equal_nan=True)
+        )
+    except InputError:
+        same = False
+    if not same:
+        raise InputError(
+            f"{csv.parent} holds a {csv.name} that differs from its {parquet.name} (was one edited?); give the table "
+            f"to use: 'embhub report {csv}' or 'embhub report {parquet}'"
+        )
+
+
+def _load_table(file: Path) -> pd.DataFrame:
     damaged = "re-run 'embhub evaluate' to recreate it"
     try:
         raw = _read_table(file)

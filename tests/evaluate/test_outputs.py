@@ -409,3 +409,28 @@ def test_results_with_repeated_scores_or_no_rows_are_refused_not_summarised(tmp_
     table.iloc[:0].to_csv(empty / R.RESULTS_CSV, index=False)
     assert_one_line_error(run_cli("report", empty), f"{empty / R.RESULTS_CSV} holds no results rows", "re-run 'embhub evaluate'")
     assert not (empty / SUMMARY_CSV).exists()
+
+
+def test_a_hand_edited_results_csv_beside_its_parquet_is_not_ignored(tmp_path):
+    """`report DIR` reads the parquet; a csv edited by hand would vanish without a word, so a difference is one
+    line naming both tables, and either one can be chosen."""
+    results = _saved(tmp_path / "res", L2_AND_F1)
+    assert run_cli("report", results, "--no-plots").exit_code == 0  # the twins agree (csv digits round-trip)
+    table = pd.read_csv(results / R.RESULTS_CSV)
+    table.loc[table.index[0], "value"] += 0.5
+    table.to_csv(results / R.RESULTS_CSV, index=False)
+    assert_one_line_error(run_cli("report", results, "--no-plots"), f"{results} holds a results.csv that differs from its "
+                          "results.parquet", f"embhub report {results / R.RESULTS_CSV}")
+    for chosen in (R.RESULTS_CSV, R.RESULTS_PARQUET):
+        assert run_cli("report", results / chosen, "--no-plots").exit_code == 0
+    (results / R.RESULTS_CSV).write_text("not,a\nresults,table\n")
+    assert_one_line_error(run_cli("report", results, "--no-plots"), "differs from its results.parquet")
+
+
+def test_report_in_place_without_plots_keeps_the_figures_it_does_not_redraw(tmp_path):
+    results = _saved(tmp_path / "res", L2_AND_F1)
+    assert run_cli("report", results).exit_code == 0
+    figures = sorted(p.name for p in results.iterdir() if p.suffix in (".png", ".svg"))
+    assert figures
+    assert run_cli("report", results, "--no-plots").exit_code == 0
+    assert sorted(p.name for p in results.iterdir() if p.suffix in (".png", ".svg")) == figures
