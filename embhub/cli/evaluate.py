@@ -36,10 +36,13 @@ def evaluate_command(
     from rich.progress import Progress
 
     from embhub.datasets.prepared import PreparedDataset
+    from embhub.errors import InputError
     from embhub.evaluate.report import check_out_dir, default_out_dir, write_outputs
     from embhub.evaluate.runner import evaluate
     from embhub.store import EmbeddingStore
 
+    if jobs < 0:
+        raise InputError(f"--jobs {jobs}: give a number of threads, or 0 for one per available core")
     prepared = PreparedDataset.open(dataset)
     out_dir = out or default_out_dir(prepared.name)
     check_out_dir(out_dir, overwrite)

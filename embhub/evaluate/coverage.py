@@ -215,6 +215,11 @@ def align_store(store: Any, dataset: Any, pert_ids: Sequence[str]) -> AlignedSto
             f"{label}: the vector of '{store_keys[wanted[bad]]}' contains NaN or inf; fix or re-extract the store "
             "('embhub stores verify' lists such rows)"
         )
+    if len(vectors) > 1 and (vectors == vectors[0]).all():
+        raise StoreError(
+            f"{label} gives all {len(vectors)} perturbations it covers the same vector, so it cannot tell them apart "
+            "(every neighbour would tie); check its extraction and re-extract it"
+        )
     return AlignedStore(
         name=store.name,
         path=str(Path(store.path).absolute()),

@@ -154,3 +154,21 @@ def test_a_store_path_that_is_a_file_or_a_folder_without_a_store_says_what_it_is
         line = _one_line_error(["evaluate", "--dataset", str(toy.path), "--stores", str(path), "--no-plots",
                                 "--out", str(tmp_path / "o")])
         assert str(path) in line and fragment in line, line
+
+
+@pytest.mark.parametrize("value", [0.0, 3.5])
+def test_a_store_giving_every_perturbation_the_same_vector_is_refused(tmp_path, toy, value):
+    """All distances tie, so kNN would average the first k training rows by position and could even beat the
+    context mean while carrying no information about the perturbations."""
+    store = build_store(tmp_path / "flat.zarr", toy.pert_ids, np.full((len(toy.pert_ids), 16), value), "flat")
+    with pytest.raises(StoreError, match=f"'flat'.* gives all {len(toy.pert_ids)} perturbations it covers the same vector"):
+        evaluate(PreparedDataset.open(toy.path), [store])
+    line = _one_line_error(["evaluate", "--dataset", str(toy.path), "--stores", str(store.path), "--no-plots",
+                            "--out", str(tmp_path / "o")])
+    assert "the same vector" in line and "re-extract" in line
+
+
+def test_a_negative_jobs_count_is_refused_not_read_as_every_core(tmp_path, toy, stores):
+    line = _one_line_error(["evaluate", "--dataset", str(toy.path), "--stores", str(stores["wide"].path), "--jobs", "-3",
+                            "--no-plots", "--out", str(tmp_path / "o")])
+    assert "--jobs -3" in line and "0 for one per available core" in line
