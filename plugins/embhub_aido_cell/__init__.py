@@ -1,0 +1,1 @@
+"""AIDO.Cell gene embeddings (in progress on a branch)."""

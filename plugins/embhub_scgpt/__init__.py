@@ -1,0 +1,1 @@
+"""scGPT gene embeddings (in progress on a branch)."""
