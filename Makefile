@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	# rxnfp ships real SMILES-BERT weights used by tests; its declared pins are obsolete, so no deps.
 	$(BIN)/python -m pip install --quiet --no-deps rxnfp==0.1.0
+	# modelgenerator ships AIDO.Cell's gene index (GenBio AI Community License, non-commercial), read by tests.
+	$(BIN)/python -m pip install --quiet --no-deps modelgenerator==0.1.3.post0
 	rm -rf embhub.egg-info
 	touch $@
 
