@@ -112,6 +112,12 @@ class ScgptWeights:
 
 def load_weights(folder: ScgptFolder, keys: tuple[str, ...]) -> ScgptWeights:
     """The tensors ``keys`` of ``best_model.pt``, checked against ``args.json`` and ``vocab.json``."""
+    state = load_state(folder, keys)
+    return ScgptWeights({key: state[key] for key in keys}, attention_naming(state))
+
+
+def load_state(folder: ScgptFolder, keys: tuple[str, ...] = GENE_ENCODER_KEYS) -> dict[str, Any]:
+    """The whole state dict of ``best_model.pt``, checked to hold ``keys`` and a gene embedding matching the folder."""
     import torch
 
     path = folder.directory / WEIGHTS_FILE
@@ -135,7 +141,7 @@ def load_weights(folder: ScgptFolder, keys: tuple[str, ...]) -> ScgptWeights:
             f"{path} has a gene embedding of shape {tuple(embedding.shape)}, but {VOCAB_FILE} and {ARGS_FILE} "
             f"describe {expected} (tokens × embsize); the three files come from different models, {DOWNLOAD_HINT}"
         )
-    return ScgptWeights({key: state[key] for key in keys}, attention_naming(state))
+    return state
 
 
 def attention_naming(state: dict[str, Any]) -> str | None:

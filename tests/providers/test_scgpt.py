@@ -236,8 +236,8 @@ def test_a_checkpoint_folder_that_does_not_exist_is_one_line(tmp_path):
 
 
 def test_an_unknown_mode_is_refused():
-    with pytest.raises(ValueError, match="mode must be one of gene_token"):
-        ScgptEmbeddings.Parameters(checkpoint="x", mode="control_cells")
+    with pytest.raises(ValueError, match="mode must be one of gene_token, control_cells"):
+        ScgptEmbeddings.Parameters(checkpoint="x", mode="cell_mean")
 
 
 def test_a_resumed_extraction_equals_an_uninterrupted_one(tmp_path, monkeypatch):
