@@ -82,11 +82,11 @@ def cell_generator(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest, "little"))
 
 
-def cell_inputs(directory: Path, max_length: int, seed: int = 0, controls: int = CONTROLS):
-    """(cell name, token ids, values) per control cell, by scGPT's documented preprocessing."""
+def cell_inputs(directory: Path, max_length: int, seed: int = 0, cells: list[str] | None = None):
+    """(cell name, token ids, values) per control cell (or per cell of ``cells``), by scGPT's documented steps."""
     args = json.loads((directory / "args.json").read_text())
     vocab = json.loads((directory / "vocab.json").read_text())
-    table = counts_table().iloc[:controls]
+    table = counts_table().iloc[:CONTROLS] if cells is None else counts_table().loc[cells]
     ident = load_gene_identity()
     token_of = {}
     for symbol in table.columns:
@@ -140,17 +140,17 @@ def forward_one_cell(state: dict, tokens: np.ndarray, values: np.ndarray, layers
     return x
 
 
-def expected_gene_means(directory: Path, max_length: int = 1200, seed: int = 0, controls: int = CONTROLS):
-    """Vocabulary index → (mean hidden state, cells) over the control cells."""
+def expected_gene_means(directory: Path, max_length: int = 1200, seed: int = 0, cells: list[str] | None = None):
+    """Vocabulary index → (mean hidden state, cells) over the control cells (or ``cells``)."""
     state = torch.load(directory / "best_model.pt", weights_only=True)
     layers = json.loads((directory / "args.json").read_text())["nlayers"]
-    sums, cells = {}, {}
-    for _, tokens, values in cell_inputs(directory, max_length, seed, controls):
+    sums, counted = {}, {}
+    for _, tokens, values in cell_inputs(directory, max_length, seed, cells):
         hidden = forward_one_cell(state, tokens, values, layers).numpy()
         for position, token in enumerate(tokens[1:], 1):
             sums[int(token)] = sums.get(int(token), 0) + hidden[position]
-            cells[int(token)] = cells.get(int(token), 0) + 1
-    return {token: (sums[token] / cells[token], cells[token]) for token in sums}
+            counted[int(token)] = counted.get(int(token), 0) + 1
+    return {token: (sums[token] / counted[token], counted[token]) for token in sums}
 
 
 def expected_vectors(directory: Path, symbols: list[str], tokens: list[str], **kwargs) -> np.ndarray:
@@ -204,15 +204,24 @@ def test_batching_padding_and_cell_order_do_not_change_the_vectors(checkpoint, c
     np.testing.assert_allclose(provider_for(checkpoint, by_ensembl).embed(items).vectors, reference, atol=1e-5, rtol=0)
 
 
-def test_max_cells_takes_a_seeded_sample_of_the_controls(checkpoint, cells):
-    items = [Item(s, s) for s in ["GAPDH", "KRAS"]]
-    first = provider_for(checkpoint, cells, max_cells=10, seed=5)
-    again = provider_for(checkpoint, cells, max_cells=10, seed=5)
-    np.testing.assert_array_equal(first.embed(items).vectors, again.embed(items).vectors)
-    facts = first.provenance()
+def test_max_cells_takes_the_controls_whose_seeded_name_hash_is_smallest(checkpoint, cells, tmp_path):
+    """The sample is the 10 controls with the smallest blake2b(f"{seed}\\0{name}") — whatever the file order."""
+    items = [Item(s, s) for s in ["GAPDH", "KRAS", "MDM2"]]
+    sampled = provider_for(checkpoint, cells, max_cells=10, seed=5)
+    vectors = sampled.embed(items).vectors
+    controls = counts_table().index[:CONTROLS].tolist()
+    rank = lambda name: int.from_bytes(hashlib.blake2b(f"5\0{name}".encode(), digest_size=8).digest(), "little")  # noqa: E731
+    chosen = sorted(controls, key=rank)[:10]
+    vocab = json.loads((checkpoint / "vocab.json").read_text())
+    means = expected_gene_means(checkpoint, seed=5, cells=chosen)
+    np.testing.assert_allclose(vectors, np.stack([means[vocab[s]][0] for s in ("GAPDH", "KRAS", "MDM2")]), atol=1e-5)
+    facts = sampled.provenance()
     assert facts["cells_used"] == 10 and facts["cells_matching_filter"] == CONTROLS
-    all_cells = provider_for(checkpoint, cells).embed(items).vectors
-    assert not np.allclose(first.embed(items).vectors, all_cells, atol=1e-3)
+    reversed_file = write_cells(tmp_path / "reversed.h5ad", counts_table().iloc[::-1])
+    again = provider_for(checkpoint, reversed_file, max_cells=10, seed=5).embed(items).vectors
+    np.testing.assert_allclose(again, vectors, atol=1e-5, rtol=0)
+    other_seed = provider_for(checkpoint, cells, max_cells=10, seed=6).embed(items).vectors
+    assert not np.allclose(other_seed, vectors, atol=1e-3)
 
 
 def test_genes_absent_from_the_cells_are_failures_naming_the_gene(checkpoint, cells):
