@@ -50,8 +50,10 @@ def fuse_command(
     """Fuse several embedding stores with a transformer, on the same folds as 'embhub evaluate'."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from embhub.datasets.prepared import PreparedDataset
+    from embhub.evaluate.results import manifest_id
     from embhub.fuse.config import default_config
-    from embhub.fuse.output import save_fusion_run
+    from embhub.fuse.output import check_fusion_out, save_fusion_run
     from embhub.fuse.run import fuse_dataset
 
     config = default_config(task).updated(
@@ -59,6 +61,8 @@ def fuse_command(
     )
     optional = {"max_epochs": max_epochs, "dropout": dropout, "input_dropout": input_dropout, "response_offset": response_offset}
     config = config.updated(**{key: value for key, value in optional.items() if value is not None})
+    prepared = PreparedDataset.open(dataset)
+    check_fusion_out(out, prepared.name, manifest_id(prepared.manifest))
     with Progress(
         TextColumn("[bold]{task.description}[/]"),
         BarColumn(),
@@ -77,7 +81,7 @@ def fuse_command(
             )
 
         run = fuse_dataset(
-            dataset, [*stores, *(more_stores or [])], task, cell_lines=cell_lines, name=name, folds=folds,
+            prepared, [*stores, *(more_stores or [])], task, cell_lines=cell_lines, name=name, folds=folds,
             trials=trials, config=config, seed=seed, device=device, precision=precision,
             leave_one_out=leave_one_out, concat_baseline=concat_baseline, attention_layers=attention_layers,
             progress=progress, cpu_threads=cpu_threads,

@@ -102,16 +102,20 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def save_results(frame: pd.DataFrame, out_dir: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
+def save_results(
+    frame: pd.DataFrame, out_dir: str | Path, metadata: Mapping[str, Any] | None = None, simulated: bool | None = None
+) -> Path:
     """Write ``results.parquet``, ``results.csv`` (and ``run.json``) into ``out_dir``; returns the directory.
 
-    The files carry one more column than the frame, ``simulated``, from ``metadata`` or else from the
+    The files carry one more column than the frame, ``simulated``: the argument, else from ``metadata`` or the
     directory's ``run.json``, so that a table passed on alone still says whether its dataset was simulated.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    known = metadata if metadata is not None else load_run_metadata(out)
-    labelled = _typed(frame).assign(simulated=bool(known.get("simulated", False)))
+    if simulated is None:
+        known = metadata if metadata is not None else load_run_metadata(out)
+        simulated = bool(known.get("simulated", False))
+    labelled = _typed(frame).assign(simulated=simulated)
     labelled.to_parquet(out / RESULTS_PARQUET, index=False)
     labelled.to_csv(out / RESULTS_CSV, index=False)
     if metadata is not None:

@@ -58,6 +58,7 @@ class FusionData:
     lfc: np.ndarray
     deg: np.ndarray | None
     deg_mask: np.ndarray | None
+    simulated: bool = False
 
     @property
     def source_names(self) -> list[str]:
@@ -109,7 +110,7 @@ def load_fusion_data(
     """Stack the rows of ``cell_lines`` (default: all) and look every perturbation up in every store."""
     if not stores:
         raise InputError("fusion needs at least one embedding store (--stores)")
-    lines = list(cell_lines) if cell_lines else dataset.cell_lines
+    lines = list(dict.fromkeys(cell_lines)) if cell_lines else dataset.cell_lines
     blocks = [dataset.cell_line(name) for name in lines]
     if task == "deg" and not all(block.has_deg for block in blocks):
         lacking = [block.name for block in blocks if not block.has_deg]
@@ -147,6 +148,7 @@ def load_fusion_data(
         lfc=lfc,
         deg=deg,
         deg_mask=deg_mask,
+        simulated=dataset.simulated,
     )
 
 

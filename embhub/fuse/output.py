@@ -25,16 +25,41 @@ from typing import Any
 
 import pandas as pd
 
+from embhub.errors import InputError
 from embhub.evaluate.results import RESULTS_CSV, RESULTS_PARQUET, load_results, save_results
 from embhub.fuse.ablation import attention_summary, leave_one_out_summary
 from embhub.fuse.run import FusionRun
 
 
-def run_directory(out_dir: Path, name: str) -> Path:
-    return Path(out_dir) / "fusion" / re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("_")
+def run_directory(out_dir: Path, name: str, task: str = "lfc") -> Path:
+    """``fusion/<name>`` (LFC) or ``fusion/<name>-deg``: the two tasks' runs of the same stores share one table."""
+    folder = re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("_")
+    return Path(out_dir) / "fusion" / (folder if task == "lfc" else f"{folder}-{task}")
 
 
-RESULT_KEY = ("dataset", "method", "embedding", "cell_line", "fold")
+RESULT_KEY = ("dataset", "method", "embedding", "cell_line", "fold", "metric")
+
+
+def check_fusion_out(out_dir: str | Path, dataset: str, dataset_id: str) -> None:
+    """Refuse, before any training, an ``--out`` that cannot take this run's results.
+
+    A file, an unwritable directory, a damaged results table, or one holding rows of another version of the
+    same dataset (other responses or folds, so the fusion rows would be compared with unrelated scores).
+    """
+    from embhub.evaluate.report import check_writable
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a directory; give a directory path")
+    if (out / RESULTS_PARQUET).exists() or (out / RESULTS_CSV).exists():
+        existing = load_results(out)
+        other = existing[(existing["dataset"] == dataset) & (existing["dataset_id"] != dataset_id)]
+        if not other.empty:
+            raise InputError(
+                f"--out {out} holds results of another version of dataset '{dataset}' (dataset_id "
+                f"{other['dataset_id'].iloc[0]}, this one is {dataset_id}); give another --out"
+            )
+    check_writable(out)
 
 
 def merge_results(existing: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
@@ -75,13 +100,14 @@ def _merged_run(path: Path, metadata: dict[str, Any]) -> dict[str, Any]:
 def save_fusion_run(run: FusionRun, out_dir: str | Path, plots: bool = True) -> dict[str, Path]:
     """Write the results table (merged) and the run's side files; returns the written paths by role."""
     out = Path(out_dir)
+    check_fusion_out(out, run.metadata["dataset"], run.metadata["dataset_id"])
     existing = load_results(out) if (out / RESULTS_PARQUET).exists() or (out / RESULTS_CSV).exists() else None
-    save_results(merge_results(existing, run.results), out)
+    save_results(merge_results(existing, run.results), out, simulated=run.metadata.get("simulated"))
     from embhub.evaluate.report import SUMMARY_CSV, rerender
 
     if (out / SUMMARY_CSV).exists():
         rerender(out, plots=plots)
-    folder = run_directory(out, run.name)
+    folder = run_directory(out, run.name, run.task)
     folder.mkdir(parents=True, exist_ok=True)
     written = {"results": out / RESULTS_PARQUET}
     written["run"] = _write_json(folder / "run.json", _merged_run(folder / "run.json", run.metadata))

@@ -50,7 +50,7 @@ class FusionRun:
 
 
 def fuse_dataset(
-    dataset: str | Path,
+    dataset: str | Path | PreparedDataset,
     stores: Sequence[str | Path],
     task: str = "lfc",
     *,
@@ -58,7 +58,7 @@ def fuse_dataset(
     **options: Any,
 ) -> FusionRun:
     """Open a prepared dataset and stores by name or path, then :func:`run_fusion`."""
-    prepared = PreparedDataset.open(dataset)
+    prepared = dataset if isinstance(dataset, PreparedDataset) else PreparedDataset.open(dataset)
     opened = [EmbeddingStore.open(resolve_store_path(s)) for s in stores]
     data = load_fusion_data(prepared, opened, cell_lines=cell_lines, task=task)
     options.setdefault("settings", settings_for(prepared.name, prepared.manifest))
@@ -111,7 +111,7 @@ def run_fusion(
     config = config or default_config(task)
     settings = settings or ProtocolSettings()
     name = name or fusion_name(data)
-    chosen_folds = list(folds) if folds is not None else data.folds
+    chosen_folds = list(dict.fromkeys(folds)) if folds is not None else data.folds
     unknown = sorted(set(chosen_folds) - set(data.folds))
     if unknown:
         raise InputError(f"dataset '{data.dataset}' has no fold {unknown[0]} (folds: {data.folds})")
@@ -188,6 +188,7 @@ def run_fusion(
             "task": task,
             "dataset": data.dataset,
             "dataset_id": data.dataset_id,
+            "simulated": data.simulated,
             "cell_lines": data.cell_lines,
             "folds": chosen_folds,
             "trials": trials,
