@@ -61,6 +61,15 @@ class FusionConfig:
     grad_clip: float = 1.0
 
     def __post_init__(self) -> None:
+        for name in ("d_model", "n_heads", "n_layers", "max_epochs", "batch_size", "patience", "head_width"):
+            if getattr(self, name) < 1:
+                raise InputError(f"fusion {name} {getattr(self, name)} must be at least 1")
+        for name in ("head_layers", "warmup_epochs"):
+            if getattr(self, name) < 0:
+                raise InputError(f"fusion {name} {getattr(self, name)} must be 0 or more")
+        for name in ("lr", "grad_clip"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"fusion {name} {getattr(self, name)} must be above 0")
         if self.d_model % self.n_heads:
             raise InputError(f"fusion d_model {self.d_model} is not divisible by n_heads {self.n_heads}; change one")
         if self.cell_line not in CELL_LINE_MODES:
@@ -72,8 +81,6 @@ class FusionConfig:
         for name in ("dropout", "input_dropout", "modal_drop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise InputError(f"fusion {name} {getattr(self, name)} must be in [0, 1)")
-        if self.max_epochs < 1 or self.batch_size < 1 or self.n_layers < 1:
-            raise InputError("fusion max_epochs, batch_size and n_layers must be at least 1")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

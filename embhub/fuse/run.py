@@ -98,6 +98,8 @@ def run_fusion(
         raise InputError(f"task '{task}' is not one of {', '.join(TASKS)}")
     if trials < 0:
         raise InputError(f"trials must be 0 (no search) or more, not {trials}")
+    if cpu_threads is not None and cpu_threads < 1:
+        raise InputError(f"--cpu-threads {cpu_threads} must be at least 1 (or left out: torch's own setting)")
     if attention_layers not in ("last", "all"):
         raise InputError(f"attention layers '{attention_layers}' is not 'last' or 'all'")
     skipped: dict[str, str] = {}

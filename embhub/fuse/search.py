@@ -19,7 +19,8 @@ import numpy as np
 
 from embhub.fuse.config import TRAINING_SEED, FusionConfig
 from embhub.fuse.data import FusionData
-from embhub.fuse.train import ProgressCallback, TrainedFusion, train_fusion
+from embhub.errors import InputError
+from embhub.fuse.train import ProgressCallback, TrainedFusion, TrainingDiverged, train_fusion
 
 SEARCH_SPACE = {
     "lr": "log-uniform [1e-5, 1e-2]",
@@ -99,10 +100,14 @@ def search_fusion(
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        trained = train_fusion(
-            data, fit_rows, validation_rows, config, task, seed=seed, device=device, precision=precision,
-            progress=progress, epoch_hook=report, cpu_threads=cpu_threads, label=f"{label} trial {trial.number + 1}/{trials}".strip(),
-        )
+        try:
+            trained = train_fusion(
+                data, fit_rows, validation_rows, config, task, seed=seed, device=device, precision=precision,
+                progress=progress, epoch_hook=report, cpu_threads=cpu_threads, label=f"{label} trial {trial.number + 1}/{trials}".strip(),
+            )
+        except TrainingDiverged as diverged:
+            trial.set_user_attr("diverged", str(diverged))
+            return float("nan")
         trial.set_user_attr("best_epoch", trained.best_epoch)
         trial.set_user_attr("epochs_run", len(trained.history))
         trial.set_user_attr("seconds_per_epoch", trained.seconds_per_epoch)
@@ -111,6 +116,8 @@ def search_fusion(
         return trained.best_validation_loss
 
     study.optimize(objective, n_trials=trials)
+    if "best" not in kept:
+        raise InputError(f"{label or 'fusion'}: training diverged in every one of the {trials} trials; lower --lr")
     return SearchOutcome(kept["best"], study_summary(study, base, seed))
 
 

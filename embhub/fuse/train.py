@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from embhub.accel import pick_device, pick_dtype
+from embhub.errors import InputError
 from embhub.fuse.config import TRAINING_SEED, WARMUP_START_FACTOR, FusionConfig
 from embhub.fuse.data import FusionData
 from embhub.fuse.model import DEG_CLASSES, FusionModel
@@ -41,6 +42,10 @@ class EpochReport:
     validation_loss: float
     best_epoch: int
     seconds: float
+
+
+class TrainingDiverged(InputError):
+    """No epoch gave a finite validation loss, so there is no model to keep."""
 
 
 ProgressCallback = Callable[[EpochReport], None]
@@ -243,6 +248,11 @@ def train_fusion(
             if epoch - best[1] >= config.patience:
                 break
         elapsed = time.perf_counter() - started
+    if best[2] is None:
+        raise TrainingDiverged(
+            f"{label or 'fusion'}: training diverged (the validation loss was NaN or inf in every epoch) at lr "
+            f"{config.lr}; lower --lr, or use --precision fp32 on a GPU"
+        )
     model.load_state_dict(best[2])
     model.eval()
     return TrainedFusion(

@@ -71,7 +71,16 @@ def test_a_store_of_another_entity_is_one_red_line(screen, tmp_path):
 
 @pytest.mark.parametrize(
     "option,value,fragment",
-    [("--dropout", "1.5", "dropout 1.5 must be in [0, 1)"), ("--response-offset", "median", "response_offset 'median' is not one of")],
+    [
+        ("--dropout", "1.5", "dropout 1.5 must be in [0, 1)"),
+        ("--response-offset", "median", "response_offset 'median' is not one of"),
+        ("--lr", "-1", "lr -1.0 must be above 0"),  # was torch's ValueError traceback after loading the stores
+        ("--lr", "0", "lr 0.0 must be above 0"),  # trained nothing without a word
+        ("--patience", "0", "patience 0 must be at least 1"),  # stopped after the first epoch without a word
+        ("--d-model", "0", "d_model 0 must be at least 1"),  # ZeroDivisionError traceback
+        ("--n-heads", "0", "n_heads 0 must be at least 1"),  # ZeroDivisionError traceback
+        ("--cpu-threads", "-1", "--cpu-threads -1 must be at least 1"),  # torch's RuntimeError traceback
+    ],
 )
 def test_bad_fusion_options_are_one_red_line(screen, tmp_path, option, value, fragment):
     result = run_cli("fuse", "--dataset", str(screen.dataset.path), "--stores", str(screen.stores["store_a"].path),
@@ -166,3 +175,17 @@ def test_runs_over_other_folds_add_to_the_output_and_a_rerun_replaces_its_own(sc
     assert len(attention) == len(attention.drop_duplicates(["fold", "cell_line", "token"]))
     run = json.loads((folder / "run.json").read_text())
     assert run["folds"] == [0] and [r["folds"] for r in run["earlier_runs"]] == [[0], [1]]
+
+
+def test_training_that_diverges_is_one_red_line(screen, tmp_path):
+    """Every validation loss NaN or inf left no best epoch to restore: a TypeError traceback after training."""
+    result = run_cli(
+        "fuse", "--dataset", str(screen.dataset.path), "--stores", str(screen.stores["store_a"].path),
+        str(screen.stores["store_b"].path), "--trials", "0", "--fold", "0", "--max-epochs", "2", "--d-model", "16",
+        "--n-heads", "2", "--n-layers", "1", "--lr", "1e30", "--no-concat-baseline", "--cpu-threads", "1",
+        "--out", str(tmp_path / "o"),
+    )
+    assert result.exit_code == 1, result.stdout
+    assert "fold 0" in result.stderr and "diverged" in result.stderr and "lower --lr" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()

@@ -52,3 +52,23 @@ def test_run_saves_the_chosen_parameters_and_study_per_fold(screen_data):
     assert {k: chosen[k] for k in study["best_params"]} == study["best_params"]
     params = json.loads(run.results[run.results.method == "fusion"].estimator_params.iloc[0])
     assert params["config"] == chosen and params["trials"] == 2
+
+
+def test_a_search_goes_on_past_a_diverging_trial(screen_data, monkeypatch):
+    """A trial whose training diverges (every validation loss NaN) fails on its own; the search keeps the others."""
+    import embhub.fuse.search as search
+    from embhub.fuse.train import train_fusion
+
+    def diverging_first(data, fit, validation, config, task="lfc", **options):
+        if config.lr == 1e-3:
+            return train_fusion(data, fit, validation, config.updated(lr=1e30), task, **options)
+        return train_fusion(data, fit, validation, config, task, **options)
+
+    monkeypatch.setattr(search, "train_fusion", diverging_first)
+    rows = fold_rows(screen_data, 0)
+    outcome = search.search_fusion(screen_data, rows.fit, rows.validation, small_config(max_epochs=2, lr=1e-3), 2,
+                                   cpu_threads=1)
+    states = [trial["state"] for trial in outcome.summary["trials"]]
+    assert states == ["FAIL", "COMPLETE"]
+    assert "training diverged" in outcome.summary["trials"][0]["diverged"]
+    assert outcome.summary["best_trial"] == 1 and np.isfinite(outcome.trained.best_validation_loss)
