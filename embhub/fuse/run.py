@@ -117,6 +117,8 @@ def run_fusion(
     unknown = sorted(set(chosen_folds) - set(data.folds))
     if unknown:
         raise InputError(f"dataset '{data.dataset}' has no fold {unknown[0]} (folds: {data.folds})")
+    if leave_one_out:
+        _check_leave_one_out(data, chosen_folds, task)
     common = {
         "store_path": ";".join(i.path for i in data.source_info),
         "store_id": ";".join(i.store_id for i in data.source_info),
@@ -229,6 +231,20 @@ def _predict_fold(data: FusionData, test_rows: np.ndarray, fold: int, task: str,
             predictions[test_covered] = model_predict(test[test_covered])
         out[line] = (test, predictions, test_covered)
     return out
+
+
+def _check_leave_one_out(data: FusionData, folds: Sequence[int], task: str) -> None:
+    """Refuse, before any training, an ablation model that could not be trained."""
+    for name in data.source_names:
+        reduced = data.without_source(name)
+        for fold in folds:
+            try:
+                fold_rows(reduced, fold, task)
+            except InputError as error:
+                raise InputError(
+                    f"--leave-one-out cannot retrain fold {fold} without store '{name}': {error}; "
+                    "leave out --leave-one-out, or the stores that cover few perturbations"
+                ) from None
 
 
 def _retrain_without(reduced: FusionData, fold: int, task: str, config: FusionConfig, train_options: dict) -> dict:

@@ -189,3 +189,26 @@ def test_training_that_diverges_is_one_red_line(screen, tmp_path):
     assert "fold 0" in result.stderr and "diverged" in result.stderr and "lower --lr" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_a_leave_one_out_that_cannot_train_is_refused_before_any_training(screen, tmp_path):
+    """Without its only full-coverage store, the ablation model had too few training perturbations: the run
+    failed after training every fold, with a message naming neither the ablation nor the store."""
+    import numpy as np
+
+    from embhub.errors import InputError
+    from embhub.fuse.data import load_fusion_data
+    from embhub.fuse.run import run_fusion
+
+    from tests.fuse.conftest import small_config
+
+    few = write_store(
+        tmp_path / "few.zarr", screen.pert_ids[:3], iter([np.eye(3, 4, dtype=np.float32)]), 4,
+        name="few", entity="gene", key_namespace="ensembl_gene_id", source="test",
+    )
+    data = load_fusion_data(screen.dataset, [screen.stores["store_a"], few])
+    epochs = []
+    with pytest.raises(InputError, match=r"--leave-one-out cannot retrain fold 0 without store 'store_a': only \d training"):
+        run_fusion(data, trials=0, folds=[0], config=small_config(max_epochs=1), leave_one_out=True,
+                   concat_baseline=False, cpu_threads=1, progress=epochs.append)
+    assert epochs == []
