@@ -27,7 +27,7 @@ import pandas as pd
 
 from embhub.errors import InputError
 from embhub.evaluate.results import RESULTS_CSV, RESULTS_PARQUET, load_results, save_results
-from embhub.fuse.ablation import attention_summary, leave_one_out_summary
+from embhub.fuse.ablation import LEAVE_ONE_OUT_COLUMNS, attention_summary, leave_one_out_summary
 from embhub.fuse.run import FusionRun
 
 
@@ -67,11 +67,17 @@ def merge_results(existing: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFr
     return _merged(existing, new, RESULT_KEY)
 
 
-def _merged(existing: pd.DataFrame | None, new: pd.DataFrame, key: tuple[str, ...]) -> pd.DataFrame:
+def _merged(
+    existing: pd.DataFrame | None, new: pd.DataFrame, key: tuple[str, ...], replaced: set[tuple] | None = None
+) -> pd.DataFrame:
+    """``existing`` without the rows whose key is in ``replaced`` (default: the keys of ``new``), then ``new``."""
     if existing is None or existing.empty:
         return new.reset_index(drop=True)
-    replaced = set(zip(*(new[column] for column in key)))
+    if replaced is None:
+        replaced = set(zip(*(new[column] for column in key)))
     keep = [row not in replaced for row in zip(*(existing[column] for column in key))]
+    if new.empty:
+        return existing[keep].reset_index(drop=True)
     return pd.concat([existing[keep], new], ignore_index=True)
 
 
@@ -112,27 +118,39 @@ def save_fusion_run(run: FusionRun, out_dir: str | Path, plots: bool = True) -> 
     written = {"results": out / RESULTS_PARQUET}
     written["run"] = _write_json(folder / "run.json", _merged_run(folder / "run.json", run.metadata))
     written["params"] = _write_json(folder / "params.json", _merged_fold_records(folder / "params.json", run.folds))
-    if run.studies:
-        optuna = folder / "optuna.json"
-        earlier = json.loads(optuna.read_text()) if optuna.exists() else {}
-        written["optuna"] = _write_json(optuna, {**earlier, **{str(k): v for k, v in run.studies.items()}})
+    # The refitted folds' earlier studies and ablations described the models this run replaced.
+    refitted = {record["fold"] for record in run.folds}
+    optuna = folder / "optuna.json"
+    earlier = json.loads(optuna.read_text()) if optuna.exists() else {}
+    studies = {k: v for k, v in earlier.items() if int(k) not in refitted} | {str(k): v for k, v in run.studies.items()}
+    if studies:
+        written["optuna"] = _write_json(optuna, studies)
+    else:
+        optuna.unlink(missing_ok=True)
     attention = _merged_csv(folder / "attention.csv", run.attention)
     attention.to_csv(folder / "attention.csv", index=False)
     written["attention"] = folder / "attention.csv"
-    leave_one_out = None
-    if run.leave_one_out is not None:
-        leave_one_out = _merged_csv(folder / "leave_one_out.csv", run.leave_one_out)
-        leave_one_out.to_csv(folder / "leave_one_out.csv", index=False)
-        written["leave_one_out"] = folder / "leave_one_out.csv"
+    scored = run.results[run.results["method"] == "fusion"]
+    loo_csv, loo_png = folder / "leave_one_out.csv", folder / "leave_one_out.png"
+    leave_one_out = _merged(
+        pd.read_csv(loo_csv) if loo_csv.exists() else None,
+        run.leave_one_out if run.leave_one_out is not None else pd.DataFrame(columns=list(LEAVE_ONE_OUT_COLUMNS)),
+        ("fold", "cell_line"),
+        set(zip(scored["fold"], scored["cell_line"])),
+    )
+    if leave_one_out.empty:
+        loo_csv.unlink(missing_ok=True)
+        loo_png.unlink(missing_ok=True)
+    else:
+        leave_one_out.to_csv(loo_csv, index=False)
+        written["leave_one_out"] = loo_csv
     if plots:
         from embhub.fuse.plots import plot_attention, plot_leave_one_out
 
         if not attention.empty:
             written["attention_plot"] = plot_attention(attention_summary(attention), folder / "attention.png", run.name)
-        if leave_one_out is not None and not leave_one_out.empty:
-            written["leave_one_out_plot"] = plot_leave_one_out(
-                leave_one_out_summary(leave_one_out), folder / "leave_one_out.png", run.name
-            )
+        if not leave_one_out.empty:
+            written["leave_one_out_plot"] = plot_leave_one_out(leave_one_out_summary(leave_one_out), loo_png, run.name)
     return written
 
 

@@ -84,3 +84,19 @@ def test_a_cell_line_given_twice_is_used_once(screen):
     once = load_fusion_data(screen.dataset, [screen.stores["store_a"]], cell_lines=["line-A"])
     twice = load_fusion_data(screen.dataset, [screen.stores["store_a"]], cell_lines=["line-A", "line-A"])
     assert twice.cell_lines == ["line-A"] and twice.n_rows == once.n_rows
+
+
+def test_a_rerun_of_a_fold_drops_that_folds_ablation_and_study_of_the_model_it_replaced(screen, tmp_path):
+    """The second run's fold 0 has no search and no ablation: the first run's fold 0 study and leave-one-out rows
+    described a model whose results rows were just replaced (their L2_all_sources no longer in the table)."""
+    folder = tmp_path / "fusion" / "fusion_store_a+store_b"
+    assert fuse(screen, tmp_path, "--fold", "1", "--leave-one-out", "--trials", "1").exit_code == 0
+    assert fuse(screen, tmp_path, "--fold", "0", "--leave-one-out", "--trials", "1").exit_code == 0
+    assert set(pd.read_csv(folder / "leave_one_out.csv").fold) == {0, 1}
+    assert set(json.loads((folder / "optuna.json").read_text())) == {"0", "1"}
+    assert fuse(screen, tmp_path, "--fold", "0").exit_code == 0
+    assert set(pd.read_csv(folder / "leave_one_out.csv").fold) == {1}
+    assert set(json.loads((folder / "optuna.json").read_text())) == {"1"}
+    assert fuse(screen, tmp_path, "--fold", "1").exit_code == 0
+    assert not (folder / "leave_one_out.csv").exists() and not (folder / "leave_one_out.png").exists()
+    assert not (folder / "optuna.json").exists()
