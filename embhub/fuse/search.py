@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from embhub.errors import InputError
 from embhub.fuse.config import TRAINING_SEED, FusionConfig
 from embhub.fuse.data import FusionData
-from embhub.errors import InputError
 from embhub.fuse.train import ProgressCallback, TrainedFusion, TrainingDiverged, train_fusion
 
 SEARCH_SPACE = {

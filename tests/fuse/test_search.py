@@ -72,3 +72,14 @@ def test_a_search_goes_on_past_a_diverging_trial(screen_data, monkeypatch):
     assert states == ["FAIL", "COMPLETE"]
     assert "training diverged" in outcome.summary["trials"][0]["diverged"]
     assert outcome.summary["best_trial"] == 1 and np.isfinite(outcome.trained.best_validation_loss)
+
+
+def test_a_search_whose_every_trial_diverges_is_one_error(screen_data):
+    import pytest
+
+    from embhub.errors import InputError
+
+    rows = fold_rows(screen_data, 0)
+    with pytest.raises(InputError, match="fold 0: training diverged in every one of the 1 trials; lower --lr"):
+        search_fusion(screen_data, rows.fit, rows.validation, small_config(max_epochs=2, lr=1e30), 1, cpu_threads=1,
+                      label="fold 0")
