@@ -161,10 +161,6 @@ class _StringProvider(Provider):
 
     def checkpoint_files(self) -> list[Path]:
         links, info = self.network_files()
-        if info is None and links.name and "protein.links" in links.name:
-            from embhub_string.network import _sibling_info_file
-
-            info = _sibling_info_file(links)
         return [links] + ([info] if info else [])
 
     def provenance(self) -> dict[str, Any]:

@@ -195,3 +195,23 @@ def test_sparse_solver_agrees_with_scipy_dense_on_a_larger_graph():
     assert np.all(np.diff(values) > 1e-6)
     for column in range(5):
         assert abs(np.corrcoef(vectors[:, column], expected[:, column])[0, 1]) > 0.9999, column
+
+
+def test_edge_list_whose_name_mentions_protein_links_is_read_as_an_edge_list(tmp_path, real_edges):
+    """Only STRING's own ``protein.links.`` download names need a protein.info file; a user's edge list
+    named ``…protein.links_subset.csv`` is an edge list, hashed alone into the manifest."""
+    path = tmp_path / "my.protein.links_subset.csv"
+    real_edges.to_csv(path, index=False)
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(
+        f"models:\n  s:\n    provider: string-spectral\n    parameters: {{network: '{path}', min_score: 900, dim: 4}}\n"
+    )
+    gene = real_edges["gene_a"].iloc[0]
+    genes = tmp_path / "genes.txt"
+    genes.write_text(f"{gene}\n")
+    out = run_cli("extract", "--model", "s", "--registry", registry, "--input", genes, "--out", tmp_path / "s.zarr")
+    assert out.exit_code == 0, out
+    store = EmbeddingStore.open(tmp_path / "s.zarr")
+    assert [f["path"] for f in store.manifest["checkpoint"]["files"]] == [str(path)]
+    expected = StringSpectral(StringSpectral.Parameters(network=str(path), min_score=900, dim=4)).embed([Item(gene, gene)])
+    assert np.array_equal(store.vectors(), expected.vectors)
