@@ -14,6 +14,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from embhub.hookspecs import hookimpl
+from embhub.identity.genes import GENE_INPUT_COLUMNS
 from embhub.provider import Embedded, Item, Provider
 
 
@@ -47,7 +48,7 @@ class RandomGeneVectors(Provider):
     licence = "Apache-2.0"
     citation = "negative control (Cole et al. 2026 use uniform random 100-d embeddings)"
     description = "seeded random vectors keyed by Ensembl gene id"
-    input_columns = ("gene", "gene_id", "symbol", "ensembl_gene_id", "value")
+    input_columns = GENE_INPUT_COLUMNS
     default_batch_size = 4096
     Parameters = RandomParameters
 
@@ -80,7 +81,7 @@ class RandomDrugVectors(Provider):
     licence = "Apache-2.0"
     citation = RandomGeneVectors.citation
     description = "seeded random vectors keyed by InChIKey"
-    input_columns = ("smiles", "canonical_smiles")
+    input_columns = ("smiles", "canonical_smiles", "isomeric_smiles")
     requires = ("rdkit",)
     default_batch_size = 4096
     Parameters = RandomParameters

@@ -27,3 +27,26 @@ def test_gene_vectors_are_keyed_by_ensembl_and_independent_of_batching(tmp_path)
     reasons = {f["input_id"]: f["reason"] for f in a.failures()}
     assert "same ensembl_gene_id ENSG00000141510 as input 'TP53'" in reasons["ENSG00000141510"]
     assert reasons["NOT_A_GENE_XYZ"].startswith("unknown gene id 'NOT_A_GENE_XYZ'")
+
+
+def test_random_controls_read_the_same_tables_as_the_models_they_control(tmp_path):
+    """A negative control must run on the very table its gene or drug model reads."""
+    from embhub.identity.genes import GENE_INPUT_COLUMNS
+    from embhub_morgan import MorganFingerprints
+
+    for column in GENE_INPUT_COLUMNS:
+        table = tmp_path / f"genes_{column}.csv"
+        table.write_text(f"guide,{column}\ng1,TP53\ng2,ENSG00000136997\n")
+        out = run_cli("extract", "-m", "random-gene-100", "-i", table, "-o", tmp_path / f"g_{column}.zarr")
+        assert out.exit_code == 0, (column, out)
+        store = EmbeddingStore.open(tmp_path / f"g_{column}.zarr")
+        assert list(store.ids) == ["ENSG00000141510", "ENSG00000136997"], column
+        np.testing.assert_array_equal(store.vectors()[1], expected("ENSG00000136997"))
+    for column in MorganFingerprints.input_columns:
+        table = tmp_path / f"drugs_{column}.csv"
+        table.write_text(f"name,{column}\nethanol,OCC\n")
+        out = run_cli("extract", "-m", "random-drug-100", "-i", table, "-o", tmp_path / f"d_{column}.zarr")
+        assert out.exit_code == 0, (column, out)
+        store = EmbeddingStore.open(tmp_path / f"d_{column}.zarr")
+        assert list(store.ids) == ["LFQSCWFLJHTTHZ-UHFFFAOYSA-N"] and list(store.input_ids) == ["ethanol"]
+        np.testing.assert_array_equal(store.vectors()[0], expected("LFQSCWFLJHTTHZ-UHFFFAOYSA-N"))
