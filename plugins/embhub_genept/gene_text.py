@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
@@ -143,25 +144,36 @@ def read_summaries(path: Path) -> list[GeneRow]:
     """Rows of a summary table: one gene id column (Entrez, Ensembl or symbol) and ``summary``."""
     if not path.is_file():
         raise InputError(f"NCBI summary table {path} does not exist; pass a TSV with a gene id and a 'summary' column")
-    dialect = "excel" if path.suffix.lower() == ".csv" else "excel-tab"
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle, dialect=dialect)
-        columns = {name.strip().lower(): name for name in reader.fieldnames or []}
-        if "summary" not in columns:
-            raise InputError(f"{path} has no 'summary' column (columns: {', '.join(columns)}); add one")
-        present = [c for c in SUMMARY_ID_COLUMNS if c in columns]
-        if not present:
-            raise InputError(f"{path} needs a gene id column named one of {', '.join(SUMMARY_ID_COLUMNS)}")
-        rows = []
-        for record in reader:
-            summary = (record[columns["summary"]] or "").strip()
-            if not summary:
-                continue
-            values = {c: (record[columns[c]] or "").strip() for c in present}
-            ensembl = tuple(v.split(".")[0].upper() for v in values.values() if v.upper().startswith("ENSG"))
-            entrez = _first(values, ENTREZ_COLUMNS, lambda v: v.isdigit())
-            symbol = _first(values, SYMBOL_COLUMNS, lambda v: not v.upper().startswith("ENSG") and not v.isdigit())
-            rows.append(GeneRow(entrez, symbol, ensembl, name="", summary=summary))
+    compressed = path.suffix.lower() == ".gz"
+    dialect = "excel" if Path(path.stem if compressed else path.name).suffix.lower() == ".csv" else "excel-tab"
+    try:
+        with (gzip.open if compressed else open)(path, "rt", newline="", encoding="utf-8-sig") as handle:
+            return _summary_rows(path, csv.DictReader(handle, dialect=dialect))
+    except UnicodeDecodeError:
+        raise InputError(f"NCBI summary table {path} is not UTF-8 text"
+                         + ("" if compressed else " (a compressed file needs the .gz suffix)")
+                         + "; save it as UTF-8") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise InputError(f"NCBI summary table {path} is not a complete gzip file ({error}); re-download it") from None
+
+
+def _summary_rows(path: Path, reader: csv.DictReader) -> list[GeneRow]:
+    columns = {name.strip().lower(): name for name in reader.fieldnames or []}
+    if "summary" not in columns:
+        raise InputError(f"{path} has no 'summary' column (columns: {', '.join(columns)}); add one")
+    present = [c for c in SUMMARY_ID_COLUMNS if c in columns]
+    if not present:
+        raise InputError(f"{path} needs a gene id column named one of {', '.join(SUMMARY_ID_COLUMNS)}")
+    rows = []
+    for record in reader:
+        summary = (record[columns["summary"]] or "").strip()
+        if not summary:
+            continue
+        values = {c: (record[columns[c]] or "").strip() for c in present}
+        ensembl = tuple(v.split(".")[0].upper() for v in values.values() if v.upper().startswith("ENSG"))
+        entrez = _first(values, ENTREZ_COLUMNS, lambda v: v.isdigit())
+        symbol = _first(values, SYMBOL_COLUMNS, lambda v: not v.upper().startswith("ENSG") and not v.isdigit())
+        rows.append(GeneRow(entrez, symbol, ensembl, name="", summary=summary))
     return rows
 
 

@@ -205,3 +205,27 @@ def test_a_summary_table_saved_by_a_spreadsheet_keeps_its_first_column(tmp_path)
     summaries.write_bytes(b"\xef\xbb\xbfGeneID,Summary\r\n7157,This gene encodes a tumor suppressor.\r\n")
     rows = read_summaries(summaries)
     assert [(r.entrez, r.summary) for r in rows] == [("7157", "This gene encodes a tumor suppressor.")]
+
+
+def test_a_gzipped_summary_table_is_read_and_a_non_utf8_one_is_one_line(tmp_path, sentence_model):
+    """NCBI tables usually arrive gzipped: read them like the input lists, FASTA and STRING files."""
+    from tests.support.cli import assert_one_line_error
+
+    summary = "This gene encodes a tumor suppressor protein containing transcriptional activation domains."
+    table = tmp_path / "summaries.tsv.gz"
+    with gzip.open(table, "wt", encoding="utf-8") as handle:
+        handle.write(f"GeneID\tSymbol\tSummary\n7157\tTP53\t{summary}\n")
+    genes = tmp_path / "genes.txt"
+    genes.write_text("TP53\nMYC\n")
+    outcome = run_cli("extract", "--model", "genept-minilm-ncbi", "--set", f"ncbi_summaries={table}",
+                      "--set", "fallback_to_go=false", "--input", genes, "--out", tmp_path / "s.zarr")
+    assert outcome.exit_code == 0, outcome
+    store = EmbeddingStore.open(tmp_path / "s.zarr")
+    assert list(store.labels("symbol")) == ["TP53"] and [f["input_id"] for f in store.failures()] == ["MYC"]
+    np.testing.assert_allclose(store.vectors()[0], sentence_model.encode(f"TP53: tumor protein p53. {summary}"), atol=1e-5)
+
+    latin1 = tmp_path / "summaries_latin1.tsv"
+    latin1.write_bytes("GeneID\tSummary\n7157\tBinds Zn\xb2\u207a ions.\n".encode("latin-1", errors="replace"))
+    outcome = run_cli("extract", "--model", "genept-minilm-ncbi", "--set", f"ncbi_summaries={latin1}",
+                      "--input", genes, "--out", tmp_path / "bad.zarr")
+    assert_one_line_error(outcome, str(latin1), "UTF-8")
