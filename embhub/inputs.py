@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence, TextIO
 
 from embhub.errors import InputError
 from embhub.provider import Item
@@ -72,6 +74,27 @@ def check_unique_ids(items: Sequence[Item], source: str) -> None:
                 "ids must be unique (rename or remove one)"
             )
         first_row[item.input_id] = item.row
+
+
+@contextmanager
+def data_file_text(path: Path, what: str) -> Iterator[TextIO]:
+    """A data file a model reads (FASTA, network, table) as UTF-8 text, gunzipped when its bytes are gzip
+    whatever its name; a file that is not UTF-8 or a damaged gzip is one :class:`InputError` naming it.
+
+    ``what`` names the file in messages (``protein FASTA``). Errors raised while the caller reads inside
+    the ``with`` block are turned into that line too.
+    """
+    with path.open("rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw) if compressed else raw
+        try:
+            with io.TextIOWrapper(stream, encoding="utf-8-sig", newline="") as handle:
+                yield handle
+        except UnicodeDecodeError:
+            raise InputError(f"{what} {path} is not UTF-8 text; save it as UTF-8") from None
+        except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+            raise InputError(f"{what} {path} is not a complete gzip file ({error}); re-download or decompress it") from None
 
 
 def _open_text(path: Path, compressed: bool):

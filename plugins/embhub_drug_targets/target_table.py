@@ -19,6 +19,7 @@ from pathlib import Path
 
 from embhub.errors import InputError
 from embhub.identity.drugs import InvalidMolecule, drug_name_variants, looks_like_inchikey, parse_smiles
+from embhub.inputs import data_file_text
 
 DATA = Path(__file__).with_name("data")
 BUNDLED_TABLES = {"sciplex3": DATA / "sciplex3_targets.tsv"}
@@ -92,8 +93,16 @@ def read_target_table(path: Path) -> TargetTable:
     delimiter = "," if path.suffix.lower() == ".csv" else "\t"
     raw = path.read_bytes()
     drugs: dict[str, DrugTargets] = {}
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader((line for line in handle if not line.startswith("#")), delimiter=delimiter)
+    line = 0
+
+    def uncommented(handle):
+        nonlocal line
+        for line, text in enumerate(handle, start=1):
+            if not text.startswith("#"):
+                yield text
+
+    with data_file_text(path, "drug-target table") as handle:
+        reader = csv.DictReader(uncommented(handle), delimiter=delimiter)
         columns = {name.strip().lower(): name for name in reader.fieldnames or []}
         for needed in ("drug", "target"):
             if needed not in columns:
@@ -101,7 +110,7 @@ def read_target_table(path: Path) -> TargetTable:
                     f"drug-target table {path} has no '{needed}' column (it has: {', '.join(columns.values()) or 'none'}; "
                     "needs drug and target, optionally smiles and source)"
                 )
-        for line, row in enumerate(reader, start=2):
+        for row in reader:
             name = (row.get(columns["drug"]) or "").strip()
             targets = [t.strip() for t in (row.get(columns["target"]) or "").split(";") if t.strip()]
             if not name or not targets:

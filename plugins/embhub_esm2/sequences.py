@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embhub.errors import InputError
+from embhub.inputs import data_file_text
 
 GENE_NAME = re.compile(r"\bGN=(\S+)")
 
@@ -46,9 +47,8 @@ def read_fasta(path: Path) -> list[ProteinRecord]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"protein FASTA {path} does not exist; pass a UniProt FASTA with fasta: PATH")
-    opener = _gzip_open if path.suffix == ".gz" else open
     records, header, chunks = [], None, []
-    with opener(path) as handle:
+    with data_file_text(path, "protein FASTA") as handle:
         for number, line in enumerate(handle, start=1):
             line = line.strip()
             if not line:
@@ -66,12 +66,6 @@ def read_fasta(path: Path) -> list[ProteinRecord]:
     if not records:
         raise InputError(f"protein FASTA {path} holds no records")
     return records
-
-
-def _gzip_open(path: Path):
-    import gzip
-
-    return gzip.open(path, "rt", encoding="utf-8")
 
 
 def _record(header: str, chunks: list[str]) -> ProteinRecord:

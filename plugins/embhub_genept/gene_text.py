@@ -19,13 +19,13 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 
 from embhub.errors import InputError
+from embhub.inputs import data_file_text
 
 ONTOLOGY_TITLES = {"go_bp": "Biological process", "go_mf": "Molecular function", "go_cc": "Cellular component"}
 GO_TEMPLATE = "{symbol}: {name}.{go_sections}"
@@ -144,17 +144,9 @@ def read_summaries(path: Path) -> list[GeneRow]:
     """Rows of a summary table: one gene id column (Entrez, Ensembl or symbol) and ``summary``."""
     if not path.is_file():
         raise InputError(f"NCBI summary table {path} does not exist; pass a TSV with a gene id and a 'summary' column")
-    compressed = path.suffix.lower() == ".gz"
-    dialect = "excel" if Path(path.stem if compressed else path.name).suffix.lower() == ".csv" else "excel-tab"
-    try:
-        with (gzip.open if compressed else open)(path, "rt", newline="", encoding="utf-8-sig") as handle:
-            return _summary_rows(path, csv.DictReader(handle, dialect=dialect))
-    except UnicodeDecodeError:
-        raise InputError(f"NCBI summary table {path} is not UTF-8 text"
-                         + ("" if compressed else " (a compressed file needs the .gz suffix)")
-                         + "; save it as UTF-8") from None
-    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
-        raise InputError(f"NCBI summary table {path} is not a complete gzip file ({error}); re-download it") from None
+    dialect = "excel" if path.name.lower().removesuffix(".gz").endswith(".csv") else "excel-tab"
+    with data_file_text(path, "NCBI summary table") as handle:
+        return _summary_rows(path, csv.DictReader(handle, dialect=dialect))
 
 
 def _summary_rows(path: Path, reader: csv.DictReader) -> list[GeneRow]:

@@ -19,8 +19,6 @@ Nothing is dropped silently: every gene or network name that does not become a n
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ import numpy as np
 
 from embhub.errors import InputError
 from embhub.identity.genes import GeneIdentity
+from embhub.inputs import data_file_text
 
 GENE_COLUMN_PAIRS = (
     ("gene_a", "gene_b"),
@@ -140,17 +139,9 @@ def sibling_info_file(links: Path) -> Path:
     return candidate
 
 
-def _open_text(path: Path):
-    raw = path.open("rb")
-    magic = raw.read(2)
-    raw.seek(0)
-    stream = gzip.GzipFile(fileobj=raw) if magic == b"\x1f\x8b" else raw
-    return io.TextIOWrapper(stream, encoding="utf-8", newline="")
-
-
 def _read_string_links(links: Path, info: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     preferred = _read_protein_info(info)
-    with _open_text(links) as handle:
+    with data_file_text(links, "STRING links file") as handle:
         header = handle.readline().split()
         if header[:2] != ["protein1", "protein2"] or "combined_score" not in header:
             raise InputError(
@@ -172,7 +163,7 @@ def _read_string_links(links: Path, info: Path) -> tuple[np.ndarray, np.ndarray,
 
 def _read_protein_info(info: Path) -> dict[str, str]:
     """``9606.ENSP…`` → preferred name (a gene symbol), from STRING's protein.info file."""
-    with _open_text(info) as handle:
+    with data_file_text(info, "STRING protein.info file") as handle:
         reader = csv.reader(handle, delimiter="\t")
         header = [h.lstrip("#").strip() for h in next(reader, [])]
         if "string_protein_id" not in header or "preferred_name" not in header:
@@ -186,7 +177,8 @@ def _read_edge_list(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     name = path.name.lower().removesuffix(".gz")
     separator = "," if name.endswith(".csv") else ("\t" if name.endswith((".tsv", ".tab")) else r"\s+")
-    table = pd.read_csv(path, sep=separator, dtype=str, engine="python" if separator == r"\s+" else "c")
+    with data_file_text(path, "STRING network file") as handle:
+        table = pd.read_csv(handle, sep=separator, dtype=str, engine="python" if separator == r"\s+" else "c")
     lowered = {c.strip().lower(): c for c in table.columns}
     pair = next(((lowered[a], lowered[b]) for a, b in GENE_COLUMN_PAIRS if a in lowered and b in lowered), None)
     score = next((lowered[c] for c in SCORE_COLUMNS if c in lowered), None)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
+from embhub.errors import InputError
 from embhub.identity.genes import load_gene_identity
 from embhub.interchange import write_store
 from embhub.paths import default_store_dir
@@ -209,3 +210,15 @@ def test_a_spreadsheet_byte_order_mark_does_not_hide_the_drug_column(tmp_path):
     table = write_table(tmp_path, [("Dexamethasone", "", "NR3C1", "t")])
     table.write_bytes(b"\xef\xbb\xbf" + table.read_bytes())
     assert read_target_table(table).drugs["Dexamethasone"].targets == ["NR3C1"]
+
+
+def test_table_errors_name_the_file_line_they_are_on(tmp_path):
+    """Comment lines count: the line an error names is the line an editor shows."""
+    table = tmp_path / "targets.tsv"
+    table.write_text("# curated 2026\n# sources: labels\ndrug\ttarget\nImatinib\tABL1\n# below: a row without a target\nDasatinib\t\n")
+    with pytest.raises(InputError, match=r"targets\.tsv, line 6: every row needs a drug and a target"):
+        read_target_table(table)
+    latin1 = tmp_path / "latin1.tsv"
+    latin1.write_bytes(b"drug\ttarget\ncaf\xe9ine\tADORA2A\n")
+    with pytest.raises(InputError, match=r"latin1\.tsv is not UTF-8"):
+        read_target_table(latin1)

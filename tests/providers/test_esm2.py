@@ -237,3 +237,29 @@ def test_gpu_half_precision_vectors_follow_the_cpu_fp32_ones(tiny_checkpoint):
     assert gpu.provenance()["precision"] in ("bfloat16", "float16")
     cosine = (half * cpu).sum(1) / np.linalg.norm(half, axis=1) / np.linalg.norm(cpu, axis=1)
     assert cosine.min() > 0.999
+
+
+def test_a_fasta_is_gunzipped_by_content_and_a_damaged_one_is_one_line(tiny_checkpoint, tmp_path):
+    import gzip
+
+    genes = tmp_path / "genes.txt"
+    genes.write_text("TP53\nKRAS\n")
+
+    def extract(fasta, out):
+        return run_cli("extract", "--model", "esm2-8m", "--set", f"checkpoint={tiny_checkpoint}", "--set", f"fasta={fasta}",
+                       "--input", genes, "--out", tmp_path / out)
+
+    assert extract(FASTA, "plain.zarr").exit_code == 0
+    unlabelled = tmp_path / "proteome.fasta"
+    unlabelled.write_bytes(gzip.compress(FASTA.read_bytes()))
+    assert extract(unlabelled, "gz.zarr").exit_code == 0
+    plain, gunzipped = EmbeddingStore.open(tmp_path / "plain.zarr"), EmbeddingStore.open(tmp_path / "gz.zarr")
+    assert len(plain) == 2 and list(gunzipped.ids) == list(plain.ids)
+    np.testing.assert_array_equal(gunzipped.vectors(), plain.vectors())
+
+    truncated = tmp_path / "proteome.fasta.gz"
+    truncated.write_bytes(gzip.compress(FASTA.read_bytes())[:2000])
+    assert_one_line_error(extract(truncated, "t.zarr"), str(truncated), "gzip")
+    latin1 = tmp_path / "latin1.fasta"
+    latin1.write_bytes(b">sp|P04637|P53_HUMAN Cellular tumor antigen p53, caf\xe9 GN=TP53\nMEEPQSDPSV\n")
+    assert_one_line_error(extract(latin1, "l.zarr"), str(latin1), "UTF-8")

@@ -215,3 +215,21 @@ def test_edge_list_whose_name_mentions_protein_links_is_read_as_an_edge_list(tmp
     assert [f["path"] for f in store.manifest["checkpoint"]["files"]] == [str(path)]
     expected = StringSpectral(StringSpectral.Parameters(network=str(path), min_score=900, dim=4)).embed([Item(gene, gene)])
     assert np.array_equal(store.vectors(), expected.vectors)
+
+
+def test_a_damaged_network_file_is_one_line_naming_it(tmp_path, real_edges):
+    edges = tmp_path / "edges.tsv"
+    real_edges.to_csv(edges, sep="\t", index=False)
+    truncated = tmp_path / "edges_truncated.tsv.gz"
+    truncated.write_bytes(gzip.compress(edges.read_bytes())[:300])
+    latin1 = tmp_path / "edges_latin1.tsv"
+    latin1.write_bytes(edges.read_bytes() + b"TP53\tcaf\xe9\t0.99\n")
+    links = write_string_download(tmp_path, real_edges)
+    truncated_links = tmp_path / "9606.protein.links.v12.0.txt.gz"
+    truncated_links.write_bytes(links.read_bytes()[:300])
+    genes = tmp_path / "genes.txt"
+    genes.write_text(f"{real_edges['gene_a'].iloc[0]}\n")
+    for path, what in ((truncated, "gzip"), (latin1, "UTF-8"), (truncated_links, "gzip")):
+        outcome = run_cli("extract", "--model", "string-spectral-demo", "--set", f"network={path}", "--set", "dim=4",
+                          "--input", genes, "--out", tmp_path / f"{path.name}.zarr")
+        assert_one_line_error(outcome, str(path), what)
