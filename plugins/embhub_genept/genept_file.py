@@ -75,7 +75,11 @@ class GeneptImport:
 
 
 def genept_vectors(data: dict[str, Any], ident) -> tuple[list[str], list[str], np.ndarray, list[SkippedGene]]:
-    """(Ensembl ids, symbols, vectors ``(n, dim)``, skipped genes) from a symbol → vector mapping."""
+    """(Ensembl ids, symbols, vectors ``(n, dim)``, skipped genes) from a symbol → vector mapping.
+
+    A gene that several entries map to (its symbol, an alias, a previous symbol) keeps the entry filed
+    under its approved symbol, else the first in the file.
+    """
     arrays = {}
     skipped = []
     for symbol, value in data.items():
@@ -87,19 +91,28 @@ def genept_vectors(data: dict[str, Any], ident) -> tuple[list[str], list[str], n
     if not lengths:
         raise InputError("the GenePT file holds no numeric vectors")
     dim = max(set(lengths), key=lengths.count)
-    keys, symbols, rows, taken = [], [], [], {}
+    candidates = []
     for symbol, vector in arrays.items():
-        if len(vector) != dim or not np.isfinite(vector).all():
-            skipped.append(SkippedGene(symbol, f"vector has length {len(vector)} or non-finite values (expected {dim})"))
+        if len(vector) != dim:
+            skipped.append(SkippedGene(symbol, f"vector has length {len(vector)}; the file's vectors have {dim}"))
+            continue
+        if not np.isfinite(vector).all():
+            skipped.append(SkippedGene(symbol, "vector holds non-finite values (NaN or infinity)"))
             continue
         resolution = ident.resolve(symbol)
         if not resolution.resolved:
             skipped.append(SkippedGene(symbol, ident.failure_reason(resolution)))
             continue
-        if resolution.ensembl_id in taken:
-            skipped.append(SkippedGene(symbol, f"maps to {resolution.ensembl_id}, already taken by '{taken[resolution.ensembl_id]}'"))
+        candidates.append((symbol, vector, resolution))
+    kept: dict[str, str] = {}
+    for symbol, _, resolution in candidates:
+        if resolution.ensembl_id not in kept or symbol == resolution.symbol:
+            kept[resolution.ensembl_id] = symbol
+    keys, symbols, rows = [], [], []
+    for symbol, vector, resolution in candidates:
+        if kept[resolution.ensembl_id] != symbol:
+            skipped.append(SkippedGene(symbol, f"maps to {resolution.ensembl_id}, already taken by '{kept[resolution.ensembl_id]}'"))
             continue
-        taken[resolution.ensembl_id] = symbol
         keys.append(resolution.ensembl_id)
         symbols.append(symbol)
         rows.append(vector)

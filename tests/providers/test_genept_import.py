@@ -89,3 +89,23 @@ def test_cli_command_prints_counts_and_skipped_symbols(tmp_path):
     assert "3 genes, dim 16, 3 skipped" in result.stdout
     assert "skipped 'NOT_A_GENE_XYZ'" in result.stderr
     assert EmbeddingStore.open(out).dim == 16
+
+
+def test_a_gene_keeps_the_vector_filed_under_its_approved_symbol_whatever_the_order(tmp_path):
+    """An alias ('p53') listed before the approved symbol must not take TP53's place in the store."""
+    rng = np.random.default_rng(2)
+    alias, approved, other = rng.normal(size=(3, 8))
+    mapping = {"p53": alias, "TP53": approved, "KRAS": other, "MDM2": rng.normal(size=5),
+               "BRCA1": np.r_[np.nan, rng.normal(size=7)]}
+    source = tmp_path / "genept.pickle"
+    source.write_bytes(pickle.dumps(mapping))
+    import_genept(source, tmp_path / "genept.zarr")
+    store = EmbeddingStore.open(tmp_path / "genept.zarr")
+    ident = load_gene_identity()
+    assert ident.resolve("p53").ensembl_id == ident.resolve("TP53").ensembl_id
+    assert list(store.labels("symbol")) == ["TP53", "KRAS"]
+    np.testing.assert_array_equal(store.vectors(), np.stack([approved, other]).astype(np.float32))
+    skipped = {s["symbol"]: s["reason"] for s in store.manifest["provenance"]["skipped"]}
+    assert "already taken by 'TP53'" in skipped["p53"]
+    assert "length 5" in skipped["MDM2"] and "8" in skipped["MDM2"] and "non-finite" not in skipped["MDM2"]
+    assert "non-finite" in skipped["BRCA1"] and "length" not in skipped["BRCA1"]
