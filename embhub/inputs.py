@@ -143,6 +143,10 @@ def _read_table(
                 raise InputError(f"{path}: row {number} has {len(row)} fields, the header has {len(header)}")
             value = row[value_index].strip()
             input_id = row[id_index].strip() or value
+            if not input_id:
+                raise InputError(
+                    f"{path}: row {number} has an empty '{header[value_index]}' cell and no id; fill it in or delete the row"
+                )
             items.append(Item(input_id=input_id, value=value, row=number))
         return items
 

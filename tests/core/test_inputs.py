@@ -72,3 +72,14 @@ def test_a_column_named_for_a_plain_list_is_an_error_not_ignored(tmp_path, optio
     path.write_text("id,gene\na,TP53\n")
     with pytest.raises(InputError, match=r"genes\.txt is read as a plain list, .*name a table \.csv, \.tsv, \.tab"):
         read_items(path, ("gene",), **{option: "gene"})
+
+
+def test_table_rows_with_neither_a_value_nor_an_id_are_one_line_naming_the_first(tmp_path):
+    """Two such rows were refused as 'id '' appears on rows 3 and 5; ids must be unique', which names no fix."""
+    table = tmp_path / "genes.csv"
+    table.write_text("gene,guide\nTP53,g1\n,g2\nKRAS,g3\n,g4\n")
+    outcome = run_cli("extract", "--model", "random-gene-100", "--input", table, "--out", tmp_path / "x.zarr")
+    assert_one_line_error(outcome, "genes.csv", "row 3", "'gene'", "empty")
+    with_ids = tmp_path / "with_ids.csv"
+    with_ids.write_text("id,gene\na,TP53\nb,\nc,\n")
+    assert [(item.input_id, item.value) for item in read_items(with_ids, ("gene",))] == [("a", "TP53"), ("b", ""), ("c", "")]
