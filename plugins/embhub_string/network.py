@@ -4,7 +4,7 @@ Two layouts are read:
 
 * STRING's own download files: ``9606.protein.links.v12.0.txt.gz`` (space-separated
   ``protein1 protein2 combined_score`` with ``9606.ENSP…`` ids; the ``.detailed``/``.full`` variants
-  too) plus ``9606.protein.info.v12.0.txt.gz`` (tab-separated, ``#string_protein_id preferred_name
+  and the physical subnetwork's ``protein.physical.links…`` too) plus ``9606.protein.info.v12.0.txt.gz`` (tab-separated, ``#string_protein_id preferred_name
   protein_size annotation``). Proteins become genes through ``preferred_name`` and the gene identity
   layer.
 * A gene edge list (CSV/TSV, optionally gzipped) with two gene-id columns and a combined score,
@@ -41,7 +41,7 @@ GENE_COLUMN_PAIRS = (
     ("protein1", "protein2"),
 )
 SCORE_COLUMNS = ("combined_score", "score")
-STRING_LINKS = re.compile(r"protein\.links(\.detailed|\.full)?\.")
+STRING_LINKS = re.compile(r"protein\.(physical\.)?links(\.detailed|\.full)?\.")
 
 
 @dataclass

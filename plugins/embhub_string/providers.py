@@ -101,6 +101,13 @@ class _StringProvider(Provider):
         if self._network is None:
             links, info = self.network_files()
             full = read_network(links, self.parameters.min_score, load_gene_identity(), info)
+            if full.n_nodes == 0 and full.edges_without_gene:
+                examples = ", ".join(list(full.unresolved)[:3])
+                raise InputError(
+                    f"no edge of {links.name} scoring ≥ min_score {self.parameters.min_score} joins two known genes "
+                    f"(names such as {examples} are not gene ids); give STRING's protein.links file with its "
+                    "protein.info file, or an edge list of gene symbols or Ensembl ids"
+                )
             if full.n_nodes == 0:
                 raise InputError(
                     f"no edge of {links.name} scores ≥ min_score {self.parameters.min_score}; lower min_score"

@@ -233,3 +233,34 @@ def test_a_damaged_network_file_is_one_line_naming_it(tmp_path, real_edges):
         outcome = run_cli("extract", "--model", "string-spectral-demo", "--set", f"network={path}", "--set", "dim=4",
                           "--input", genes, "--out", tmp_path / f"{path.name}.zarr")
         assert_one_line_error(outcome, str(path), what)
+
+
+def test_string_physical_subnetwork_download_is_read_like_the_full_network(tmp_path, real_edges):
+    full = tmp_path / "full"
+    full.mkdir()
+    links = write_string_download(full, real_edges)
+    physical = tmp_path / "9606.protein.physical.links.v12.0.txt.gz"
+    physical.write_bytes(links.read_bytes())
+    (tmp_path / "9606.protein.info.v12.0.txt.gz").write_bytes((full / "9606.protein.info.v12.0.txt.gz").read_bytes())
+    genes = sorted(set(real_edges["gene_a"]))[:5]
+    items = [Item(g, g) for g in genes]
+    expected = StringSpectral(StringSpectral.Parameters(network=str(links), min_score=900, dim=4)).embed(items)
+    provider = StringSpectral(StringSpectral.Parameters(network=str(physical), min_score=900, dim=4))
+    result = provider.embed(items)
+    assert result.input_ids == genes and not result.failures
+    np.testing.assert_array_equal(result.vectors, expected.vectors)
+    assert [p.name for p in provider.checkpoint_files()] == [physical.name, "9606.protein.info.v12.0.txt.gz"]
+
+
+def test_a_network_whose_names_are_not_genes_says_so_instead_of_blaming_min_score(tmp_path, real_edges):
+    """STRING protein ids in a file not named like STRING's download are read as an edge list of unknown names."""
+    links = write_string_download(tmp_path, real_edges)
+    renamed = tmp_path / "string_human.txt.gz"
+    renamed.write_bytes(links.read_bytes())
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(f"models:\n  s:\n    provider: string-spectral\n    parameters: {{network: '{renamed}', min_score: 900, dim: 4}}\n")
+    genes = tmp_path / "genes.txt"
+    genes.write_text("TP53\n")
+    outcome = run_cli("extract", "--model", "s", "--registry", registry, "--input", genes, "--out", tmp_path / "s.zarr")
+    assert_one_line_error(outcome, "string_human.txt.gz", "9606.ENSP", "protein.info")
+    assert "lower min_score" not in outcome.stderr
