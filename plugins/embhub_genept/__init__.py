@@ -148,12 +148,14 @@ class GenePTEmbeddings(Provider):
         return [Item(g, g) for g in coding if g in described]
 
     def checkpoint_files(self):
+        """Reads the summary table and loads the encoder first, so a bad one fails before a store is created."""
         from pathlib import Path
 
-        from embhub_genept.text_encoder import resolve_encoder
-
         files = [Path(self.parameters.ncbi_summaries)] if self.parameters.ncbi_summaries else []
-        encoder = Path(resolve_encoder(self.parameters.encoder))
+        if not all(f.is_file() for f in files):
+            return files
+        self.text_sources()
+        encoder = Path(self.encoder().source)
         if encoder.is_dir():
             files += sorted(f for f in encoder.rglob("*") if f.is_file() and not f.name.startswith("."))
         return files

@@ -229,3 +229,26 @@ def test_a_gzipped_summary_table_is_read_and_a_non_utf8_one_is_one_line(tmp_path
     outcome = run_cli("extract", "--model", "genept-minilm-ncbi", "--set", f"ncbi_summaries={latin1}",
                       "--input", genes, "--out", tmp_path / "bad.zarr")
     assert_one_line_error(outcome, str(latin1), "UTF-8")
+
+
+def test_a_bad_encoder_or_summary_table_fails_before_a_store_exists(tmp_path, sentence_model, shipped_tables):
+    """Otherwise the corrected command meets an empty store of other parameters and is told to --overwrite."""
+    from tests.support.cli import assert_one_line_error
+
+    genes = tmp_path / "genes.txt"
+    genes.write_text("TP53\n")
+    out = tmp_path / "genept.zarr"
+    missing = tmp_path / "no-such-encoder"
+    outcome = run_cli("extract", "--model", "genept-minilm", "--set", f"encoder={missing}", "--input", genes, "--out", out)
+    assert_one_line_error(outcome, str(missing))
+    assert not out.exists()
+    latin1 = tmp_path / "summaries.tsv"
+    latin1.write_bytes(b"GeneID\tSummary\n7157\tBinds Zn\xb2 ions.\n")
+    outcome = run_cli("extract", "--model", "genept-minilm-ncbi", "--set", f"ncbi_summaries={latin1}", "--input", genes,
+                      "--out", out)
+    assert_one_line_error(outcome, str(latin1), "UTF-8")
+    assert not out.exists()
+    outcome = run_cli("extract", "--model", "genept-minilm", "--input", genes, "--out", out)
+    assert outcome.exit_code == 0, outcome
+    store = EmbeddingStore.open(out)
+    np.testing.assert_allclose(store.vectors()[0], sentence_model.encode(expected_text("TP53", shipped_tables)), atol=1e-5)
