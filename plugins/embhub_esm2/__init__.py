@@ -132,9 +132,12 @@ class Esm2Embeddings(Provider):
         return [Item(gene, gene) for gene in sorted(self.gene_sequences())]
 
     def checkpoint_files(self) -> list[Path]:
+        """Reads the FASTA and loads the model first, so a bad one fails before a store is created."""
         files = [Path(self.parameters.fasta)] if self.parameters.fasta else []
         if not all(f.is_file() for f in files):
             return files  # the missing FASTA is reported before a hub checkpoint (2.5 GB for 650M) is downloaded
+        self.gene_sequences()
+        self.encoder()
         directory = self.checkpoint_dir()
         weights = sorted(f for f in directory.iterdir() if f.is_file() and not f.name.startswith("."))
         return files + weights

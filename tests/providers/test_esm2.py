@@ -263,3 +263,29 @@ def test_a_fasta_is_gunzipped_by_content_and_a_damaged_one_is_one_line(tiny_chec
     latin1 = tmp_path / "latin1.fasta"
     latin1.write_bytes(b">sp|P04637|P53_HUMAN Cellular tumor antigen p53, caf\xe9 GN=TP53\nMEEPQSDPSV\n")
     assert_one_line_error(extract(latin1, "l.zarr"), str(latin1), "UTF-8")
+
+
+def test_a_bad_fasta_or_checkpoint_fails_before_a_store_exists(tiny_checkpoint, reference_model, tmp_path):
+    """Otherwise the corrected command meets an empty store of other parameters and is told to --overwrite."""
+    genes = tmp_path / "genes.txt"
+    genes.write_text("TP53\n")
+    out = tmp_path / "esm.zarr"
+
+    def extract(checkpoint, fasta):
+        return run_cli("extract", "--model", "esm2-8m", "--set", f"checkpoint={checkpoint}", "--set", f"fasta={fasta}",
+                       "--input", genes, "--out", out)
+
+    not_fasta = tmp_path / "proteins.fasta"
+    not_fasta.write_text("MEEPQSDPSV\n>sp|P04637|P53_HUMAN\nMEEPQSDPSV\n")
+    assert_one_line_error(extract(tiny_checkpoint, not_fasta), str(not_fasta), "before any '>' header")
+    assert not out.exists()
+    not_esm = tmp_path / "not-esm"
+    not_esm.mkdir()
+    (not_esm / "config.json").write_text('{"model_type": "bert"}')
+    outcome = extract(not_esm, FASTA)
+    assert_one_line_error(outcome, str(not_esm))
+    assert not out.exists()
+    assert extract(tiny_checkpoint, FASTA).exit_code == 0
+    tp53 = canonical_sequences(read_fasta(FASTA), load_gene_identity())[load_gene_identity().resolve("TP53").ensembl_id]
+    np.testing.assert_allclose(EmbeddingStore.open(out).vectors()[0], direct_mean(reference_model, tp53.sequence),
+                               atol=2e-5, rtol=1e-4)
