@@ -2,8 +2,8 @@
 
 Both embed the genes of the largest connected component of the STRING network kept at
 ``min_score``; any other gene is a recorded failure saying why (not in the file, edges below the
-threshold, in a small component). The graph embedding is computed once per provider instance, on
-the first batch, and cached on disk under ``$EMBHUB_HOME/cache/string`` keyed by the network
+threshold, in a small component). The graph embedding is computed once per provider instance, before
+the store is created, and cached on disk under ``$EMBHUB_HOME/cache/string`` keyed by the network
 files' sha256, the parameters and the gene-id release, so re-runs and resumed extractions reuse it.
 """
 
@@ -167,6 +167,12 @@ class _StringProvider(Provider):
         return [Item(input_id=gene, value=gene, row=None) for gene in self.network().genes]
 
     def checkpoint_files(self) -> list[Path]:
+        """Computes (or reads from the cache) the embedding first, so a bad network or dim fails before a store
+        is created."""
+        self.embedding()
+        return self._network_file_list()
+
+    def _network_file_list(self) -> list[Path]:
         links, info = self.network_files()
         return [links] + ([info] if info else [])
 
@@ -175,7 +181,7 @@ class _StringProvider(Provider):
 
     def _cache_key(self) -> str:
         digest = hashlib.sha256()
-        for path in self.checkpoint_files():
+        for path in self._network_file_list():
             digest.update(sha256_file(path).encode())
         settings = {k: v for k, v in dataclasses.asdict(self.parameters).items() if k not in ("device",)}
         digest.update(json.dumps([self.name, self.version, settings, load_gene_identity().sha256], sort_keys=True).encode())

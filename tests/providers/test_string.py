@@ -264,3 +264,27 @@ def test_a_network_whose_names_are_not_genes_says_so_instead_of_blaming_min_scor
     outcome = run_cli("extract", "--model", "s", "--registry", registry, "--input", genes, "--out", tmp_path / "s.zarr")
     assert_one_line_error(outcome, "string_human.txt.gz", "9606.ENSP", "protein.info")
     assert "lower min_score" not in outcome.stderr
+
+
+def test_a_bad_network_or_dim_fails_before_a_store_exists(tmp_path, real_edges):
+    """Otherwise the corrected command meets an empty store of other parameters and is told to --overwrite."""
+    edges = tmp_path / "edges.csv"
+    real_edges.to_csv(edges, index=False)
+    no_scores = tmp_path / "no_scores.csv"
+    no_scores.write_text("gene_a,gene_b\nTP53,MDM2\n")
+    gene = real_edges["gene_a"].iloc[0]
+    genes = tmp_path / "genes.txt"
+    genes.write_text(f"{gene}\n")
+    out = tmp_path / "s.zarr"
+
+    def extract(network, dim):
+        return run_cli("extract", "--model", "string-spectral-demo", "--set", f"network={network}", "--set", f"dim={dim}",
+                       "--input", genes, "--out", out)
+
+    assert_one_line_error(extract(no_scores, 4), "no_scores.csv", "score")
+    assert not out.exists()
+    assert_one_line_error(extract(edges, 5000), "too few for dim 5000")
+    assert not out.exists()
+    assert extract(edges, 4).exit_code == 0
+    expected = StringSpectral(StringSpectral.Parameters(network=str(edges), min_score=900, dim=4)).embed([Item(gene, gene)])
+    np.testing.assert_array_equal(EmbeddingStore.open(out).vectors(), expected.vectors)
