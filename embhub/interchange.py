@@ -139,7 +139,7 @@ def import_file(source: Path, out: Path, *, name: str | None, entity: str, key_n
 
         adata = anndata.read_h5ad(source, backed="r")
         try:
-            ids = np.asarray(adata.obs_names).astype(str)
+            ids = namespace_keys(np.asarray(adata.obs_names).astype(str), key_namespace, source)
             dim = adata.shape[1]
             return write_store(out, ids, _h5ad_blocks(adata), dim, **common)
         finally:
@@ -148,20 +148,47 @@ def import_file(source: Path, out: Path, *, name: str | None, entity: str, key_n
         with np.load(source, allow_pickle=False) as data:
             if "ids" not in data or "vectors" not in data:
                 raise InputError(f"{source} must hold arrays 'ids' and 'vectors' (it has {', '.join(data.files)})")
-            ids, vectors = data["ids"], data["vectors"]
+            ids, vectors = namespace_keys(data["ids"].astype(str), key_namespace, source), data["vectors"]
         return write_store(out, ids, iter([vectors]), vectors.shape[1], **common)
     import pandas as pd
 
     frame = pd.read_csv(source) if suffix == ".csv" else pd.read_parquet(source)
     if frame.shape[1] < 2:
         raise InputError(f"{source} needs an id column followed by one column per dimension")
-    ids = frame.iloc[:, 0].astype(str).to_numpy()
+    ids = namespace_keys(frame.iloc[:, 0].astype(str).to_numpy(), key_namespace, source)
     values = frame.iloc[:, 1:]
     non_numeric = [c for c in values.columns if not np.issubdtype(values[c].dtype, np.number)]
     if non_numeric:
         raise InputError(f"{source}: column '{non_numeric[0]}' is not numeric; only the first column may hold ids")
     matrix = values.to_numpy(dtype=np.float64)
     return write_store(out, ids, iter([matrix]), matrix.shape[1], **common)
+
+
+def namespace_keys(ids: np.ndarray, key_namespace: str, source: Path) -> np.ndarray:
+    """Imported ids as keys of ``key_namespace``: Ensembl gene ids lose their version suffix and are
+    upper-cased, as extracted gene stores are keyed; an id that is not an Ensembl gene id, or neither an
+    InChIKey nor a ``drug_name:`` key (as drug-target stores write them), where the namespace says so is
+    refused, since no dataset could ever match it."""
+    from embhub.identity.drugs import DRUG_NAME_KEY_PREFIX, looks_like_inchikey
+    from embhub.identity.genes import ENSEMBL_GENE_ID
+
+    if key_namespace == "ensembl_gene_id":
+        matches = [ENSEMBL_GENE_ID.match(key.strip()) for key in ids]
+        for row, (key, match) in enumerate(zip(ids, matches), start=1):
+            if match is None:
+                raise InputError(
+                    f"{source}: id '{key}' (row {row}) is not an Ensembl gene id (ENSG…); import with "
+                    "--key-namespace gene to have ids resolved as symbols, aliases or Entrez ids, or fix the ids"
+                )
+        return np.array([match.group(1).upper() for match in matches])
+    if key_namespace == "inchikey":
+        for row, key in enumerate(ids, start=1):
+            if not (looks_like_inchikey(key) or key.startswith(DRUG_NAME_KEY_PREFIX)):
+                raise InputError(
+                    f"{source}: id '{key}' (row {row}) is not an InChIKey; give InChIKeys or import with another "
+                    "--key-namespace (e.g. drug_name)"
+                )
+    return ids
 
 
 def export_store(store: EmbeddingStore, target: Path, overwrite: bool = False) -> Path:

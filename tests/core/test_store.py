@@ -151,8 +151,39 @@ def test_import_overwrite_replaces_a_damaged_store_but_never_deletes_another_fol
 def test_an_import_that_fails_leaves_the_store_it_was_to_overwrite(store_path, tmp_path):
     before = EmbeddingStore.open(store_path).manifest["content_sha256"]
     bad = tmp_path / "bad.csv"
-    bad.write_text("id,d0,d1\nA,1,2\nB,3\n")
+    bad.write_text("id,d0,d1\nBSYNRYMUTXBXSQ-UHFFFAOYSA-N,1,2\nLFQSCWFLJHTTHZ-UHFFFAOYSA-N,3\n")
     outcome = run_cli("stores", "import", bad, "--out", store_path, "--entity", "drug", "--key-namespace", "inchikey", "--overwrite")
     assert_one_line_error(outcome, "contains NaN or inf")
     assert EmbeddingStore.open(store_path).manifest["content_sha256"] == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "drugs.csv", "fp.zarr"]
+
+
+def test_import_checks_ids_against_the_key_namespace_it_is_told(tmp_path):
+    """Keys no dataset can match (symbols called Ensembl ids, names called InChIKeys) are refused, not stored;
+    Ensembl's version suffix is dropped, as gene stores are keyed by the unversioned id."""
+    versioned = tmp_path / "versioned.csv"
+    versioned.write_text("id,d0,d1\nENSG00000141510.16,1,2\nensg00000133703,3,4\n")
+    out = tmp_path / "v.zarr"
+    outcome = run_cli("stores", "import", versioned, "--out", out, "--entity", "gene", "--key-namespace", "ensembl_gene_id")
+    assert outcome.exit_code == 0, outcome
+    store = EmbeddingStore.open(out)
+    assert list(store.ids) == ["ENSG00000141510", "ENSG00000133703"]
+    found, vectors = store.lookup(["ENSG00000133703"])
+    assert found.tolist() == [True] and vectors.tolist() == [[3, 4]]
+
+    symbols = tmp_path / "symbols.csv"
+    symbols.write_text("id,d0,d1\nENSG00000141510,1,2\nKRAS,3,4\n")
+    outcome = run_cli("stores", "import", symbols, "--out", tmp_path / "s.zarr", "--entity", "gene",
+                      "--key-namespace", "ensembl_gene_id")
+    assert_one_line_error(outcome, "symbols.csv", "'KRAS' (row 2)", "--key-namespace gene")
+    assert not (tmp_path / "s.zarr").exists()
+    names = tmp_path / "names.npz"
+    np.savez(names, ids=np.array(["BSYNRYMUTXBXSQ-UHFFFAOYSA-N", "aspirin"]), vectors=np.zeros((2, 2)))
+    outcome = run_cli("stores", "import", names, "--out", tmp_path / "n.zarr", "--entity", "drug", "--key-namespace", "inchikey")
+    assert_one_line_error(outcome, "names.npz", "'aspirin' (row 2)", "InChIKey")
+    drug_targets_style = tmp_path / "targets.npz"
+    np.savez(drug_targets_style, ids=np.array(["BSYNRYMUTXBXSQ-UHFFFAOYSA-N", "drug_name:trametinib (gsk1120212)"]),
+             vectors=np.ones((2, 2)))
+    outcome = run_cli("stores", "import", drug_targets_style, "--out", tmp_path / "t.zarr", "--entity", "drug",
+                      "--key-namespace", "inchikey")
+    assert outcome.exit_code == 0, outcome
