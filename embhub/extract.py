@@ -208,7 +208,7 @@ def _manifest(spec, provider, items, identity, dtype, plugins, source) -> dict[s
         "model": {"name": spec.name, "source": spec.source, "description": spec.description, "overrides": spec.overrides},
         "provider": about_provider,
         "parameters": _plain(provider.parameters),
-        "checkpoint": _checkpoint_identity(spec, provider),
+        "checkpoint": _checkpoint_identity(spec, provider, about_provider),
         "entity": provider.entity,
         "id_namespace": provider.id_namespace,
         "key_namespace": provider.key_namespace,
@@ -231,8 +231,17 @@ def _plain(parameters: Any) -> dict[str, Any]:
     return dict(parameters or {})
 
 
-def _checkpoint_identity(spec: ModelSpec, provider: Provider) -> dict[str, Any] | None:
-    files = provider.checkpoint_files()
+def _checkpoint_identity(spec: ModelSpec, provider: Provider, about_provider: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        files = provider.checkpoint_files()
+    except EmbhubError:
+        raise
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise PluginError(
+            f"{provider_label(about_provider)}: checkpoint_files() raised {message}; check the model's files and "
+            "parameters, or report it to the provider's authors"
+        ) from exc
     if spec.checkpoint is None and not files:
         return None
     for path in files:
@@ -260,7 +269,8 @@ def _check_same_checkpoint_files(out: Path, manifest: dict[str, Any], spec: Mode
     """The identity names the model's files, not their contents: edited weights or data under the same path
     would mix two models' vectors in a resumed store, or hide behind 'already complete'."""
     recorded = {f["path"]: f["sha256"] for f in (manifest.get("checkpoint") or {}).get("files", [])}
-    current = {f["path"]: f["sha256"] for f in (_checkpoint_identity(spec, provider) or {}).get("files", [])}
+    identity = _checkpoint_identity(spec, provider, manifest.get("provider") or {"name": provider.name})
+    current = {f["path"]: f["sha256"] for f in (identity or {}).get("files", [])}
     changed = sorted(path for path in recorded.keys() | current.keys() if recorded.get(path) != current.get(path))
     if changed:
         raise StoreError(

@@ -178,7 +178,11 @@ def _read_edge_list(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     name = path.name.lower().removesuffix(".gz")
     separator = "," if name.endswith(".csv") else ("\t" if name.endswith((".tsv", ".tab")) else r"\s+")
     with data_file_text(path, "STRING network file") as handle:
-        table = pd.read_csv(handle, sep=separator, dtype=str, engine="python" if separator == r"\s+" else "c")
+        try:
+            table = pd.read_csv(handle, sep=separator, dtype=str, engine="python" if separator == r"\s+" else "c")
+        except pd.errors.ParserError as error:
+            reason = " ".join(str(error).split())
+            raise InputError(f"STRING network file {path} is not a well-formed table ({reason}); fix that line") from None
     lowered = {c.strip().lower(): c for c in table.columns}
     pair = next(((lowered[a], lowered[b]) for a, b in GENE_COLUMN_PAIRS if a in lowered and b in lowered), None)
     score = next((lowered[c] for c in SCORE_COLUMNS if c in lowered), None)

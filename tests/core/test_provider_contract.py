@@ -154,3 +154,16 @@ def test_a_store_from_another_provider_version_is_neither_resumed_nor_called_com
         run(NumbersV2(), tmp_path)
     assert "provider 'numbers' version 0" in str(error.value) and "version 2" in str(error.value)
     assert "--overwrite" in str(error.value)
+
+
+class LoadsInCheckpointFiles(Numbers):
+    """Loads its model in checkpoint_files (so bad settings fail before a store exists), and the load breaks."""
+
+    def checkpoint_files(self):
+        raise KeyError("hidden_size")
+
+
+def test_a_provider_whose_checkpoint_files_raises_is_one_line_naming_it_and_leaves_no_store(tmp_path):
+    with pytest.raises(PluginError, match=r"provider 'numbers'.*checkpoint_files\(\) raised KeyError: 'hidden_size'"):
+        run(LoadsInCheckpointFiles(), tmp_path)
+    assert not (tmp_path / "numbers.zarr").exists()

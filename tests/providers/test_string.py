@@ -288,3 +288,15 @@ def test_a_bad_network_or_dim_fails_before_a_store_exists(tmp_path, real_edges):
     assert extract(edges, 4).exit_code == 0
     expected = StringSpectral(StringSpectral.Parameters(network=str(edges), min_score=900, dim=4)).embed([Item(gene, gene)])
     np.testing.assert_array_equal(EmbeddingStore.open(out).vectors(), expected.vectors)
+
+
+def test_a_malformed_edge_list_is_one_line_naming_the_file_and_line(tmp_path, real_edges):
+    edges = tmp_path / "edges.tsv"
+    real_edges.head(30).to_csv(edges, sep="\t", index=False)
+    edges.write_text(edges.read_text() + "TP53\tMDM2\t0.99\tstray field\n")
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(f"models:\n  s:\n    provider: string-spectral\n    parameters: {{network: '{edges}', min_score: 900, dim: 2}}\n")
+    genes = tmp_path / "genes.txt"
+    genes.write_text("TP53\n")
+    outcome = run_cli("extract", "--model", "s", "--registry", registry, "--input", genes, "--out", tmp_path / "s.zarr")
+    assert_one_line_error(outcome, str(edges), "line 32")
