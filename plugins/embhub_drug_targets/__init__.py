@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from embhub.hookspecs import hookimpl
-from embhub.provider import Embedded, Failure, Item, Provider
+from embhub.provider import Embedded, Failure, Item, Provider, missing_module
 
 AGGREGATIONS = ("mean", "sum", "max", "unit-mean")
 """How target vectors ``(n_targets, dim)`` become one drug vector ``(dim,)``: their mean, sum,
@@ -62,6 +62,12 @@ class DrugTargetEmbedding(Provider):
     @property
     def dim(self) -> int | None:
         return None if self._index is None else int(self._index.vectors.shape[1])
+
+    def missing_packages(self) -> list[str]:
+        missing = self.missing_requirements()
+        if self.parameters.resolve_names and not self.parameters.name_table:
+            missing += [m for m in [missing_module("datamol")] if m]
+        return missing
 
     def load(self):
         """The target table and the gene store's index, read once per provider instance."""

@@ -56,3 +56,25 @@ def test_missing_datamol_or_bad_table_is_an_input_error(tmp_path, monkeypatch):
     wrong.write_text("drug_id\tstructure\nx\tC\n")
     with pytest.raises(InputError, match="needs a 'name'"):
         load_drug_name_table(wrong)
+
+
+def test_models_listing_counts_datamol_for_name_resolution_from_its_table(tmp_path, monkeypatch):
+    from tests.support.cli import run_cli
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "datamol" else real_find_spec(name, *rest))
+    names = tmp_path / "names.csv"
+    names.write_text("name,smiles\nethanol,CCO\n")
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(
+        "models:\n"
+        "  by-datamol:\n    provider: drug-targets\n    parameters: {gene_store: g, resolve_names: true}\n"
+        f"  by-own-table:\n    provider: drug-targets\n    parameters: {{gene_store: g, resolve_names: true, name_table: '{names}'}}\n"
+        "  no-names:\n    provider: drug-targets\n    parameters: {gene_store: g}\n"
+    )
+    outcome = run_cli("models", "--registry", registry)
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in outcome.stdout.splitlines() if line.count("│") > 3]
+    installed = {row[0]: row[4] for row in cells}
+    assert installed["by-datamol"].startswith("no") and "datamol" in installed["by-datamol"]
+    assert installed["by-own-table"] == installed["no-names"] == "yes"
