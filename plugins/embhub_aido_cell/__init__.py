@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from embhub.hookspecs import hookimpl
 from embhub.identity.genes import GENE_INPUT_COLUMNS
-from embhub.provider import Embedded, Failure, Item, Provider
+from embhub.provider import Embedded, Failure, Item, Provider, missing_module
 
 MODES = ("positional",)
 
@@ -83,6 +83,12 @@ class AidoCellEmbeddings(Provider):
 
             self._index = key_gene_index(load_gene_identity(), self.gene_index_file())
         return self._index
+
+    def missing_packages(self) -> list[str]:
+        """GenBio's modelgenerator, which ships the gene index, unless the index is given by path."""
+        if self.parameters.gene_index:
+            return self.missing_requirements()
+        return [*self.missing_requirements(), *[m for m in [missing_module("modelgenerator")] if m]]
 
     def gene_index_file(self) -> Path:
         """The index file, its layout checked, so a wrong file stops the run before a store is started."""

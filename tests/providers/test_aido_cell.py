@@ -387,3 +387,18 @@ def test_a_gene_index_given_by_path_keys_the_same_genes_and_is_hashed(tiny_check
     store = EmbeddingStore.open(out)
     assert list(store.labels("index_position")) == [str(index_positions()["TP53"])]
     assert str(copy) in {entry["path"] for entry in store.manifest["checkpoint"]["files"]}
+
+
+def test_models_listing_says_the_gene_index_package_is_missing_unless_a_path_is_given(tmp_path, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "modelgenerator" else find_spec(name, *a))
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(
+        "models:\n  from-package:\n    provider: aido-cell\n    checkpoint: genbio-ai/AIDO.Cell-3M\n"
+        f"  by-path:\n    provider: aido-cell\n    checkpoint: genbio-ai/AIDO.Cell-3M\n    parameters: {{gene_index: '{INDEX}'}}\n"
+    )
+    outcome = run_cli("models", "--registry", registry)
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in outcome.stdout.splitlines() if line.count("│") > 3]
+    installed = {row[0]: row[4] for row in cells}
+    assert installed["from-package"].startswith("no") and "modelgenerator" in installed["from-package"]
+    assert installed["by-path"] == "yes"
