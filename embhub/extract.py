@@ -13,9 +13,10 @@ import json
 import numbers
 import platform
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from embhub import __version__
 from embhub.checksums import sha256_file
@@ -107,28 +108,29 @@ def _extract_into(out, spec, provider, items, identity, plugins, batch_size, dty
     return ExtractionResult(out, manifest, resumed, already_complete=False)
 
 
-def _embed(provider: Provider, items: Sequence[Item], writer: StoreWriter) -> Any:
-    """``provider.embed(items)``; an exception from a provider's code is one line naming it, not a traceback."""
+@contextmanager
+def _provider_code(blame: Callable[[str], EmbhubError]) -> Iterator[None]:
+    """Run a provider's own code: an exception from it (not an embhub error, which already says what to do)
+    becomes ``blame("<Type>: <first line>")``, one line naming the provider, instead of a traceback."""
     try:
-        return provider.embed(items)
+        yield
     except EmbhubError:
         raise
     except Exception as exc:
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise writer.provider_error(items, f"embed raised {message}") from exc
+        raise blame(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+
+
+def _embed(provider: Provider, items: Sequence[Item], writer: StoreWriter) -> Any:
+    with _provider_code(lambda message: writer.provider_error(items, f"embed raised {message}")):
+        return provider.embed(items)
 
 
 def _declared_dim(provider: Provider, about_provider: dict[str, Any]) -> int | None:
-    try:
+    with _provider_code(lambda message: PluginError(
+        f"{provider_label(about_provider)}: its dim property raised {message}; it must not need the model "
+        "(return None when only the first batch tells) — report it to the provider's authors"
+    )):
         dim = provider.dim
-    except EmbhubError:
-        raise
-    except Exception as exc:
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise PluginError(
-            f"{provider_label(about_provider)}: its dim property raised {message}; it must not need the model "
-            "(return None when only the first batch tells) — report it to the provider's authors"
-        ) from exc
     if dim is None or (isinstance(dim, numbers.Integral) and not isinstance(dim, bool) and dim > 0):
         return None if dim is None else int(dim)
     raise PluginError(
@@ -232,16 +234,11 @@ def _plain(parameters: Any) -> dict[str, Any]:
 
 
 def _checkpoint_identity(spec: ModelSpec, provider: Provider, about_provider: dict[str, Any]) -> dict[str, Any] | None:
-    try:
+    with _provider_code(lambda message: PluginError(
+        f"{provider_label(about_provider)}: checkpoint_files() raised {message}; check the model's files and "
+        "parameters, or report it to the provider's authors"
+    )):
         files = provider.checkpoint_files()
-    except EmbhubError:
-        raise
-    except Exception as exc:
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise PluginError(
-            f"{provider_label(about_provider)}: checkpoint_files() raised {message}; check the model's files and "
-            "parameters, or report it to the provider's authors"
-        ) from exc
     if spec.checkpoint is None and not files:
         return None
     for path in files:

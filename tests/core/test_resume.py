@@ -226,6 +226,16 @@ def extract_killed_after_the_first_batch(spec, provider, items, out, monkeypatch
     monkeypatch.setattr(StoreWriter, "write_batch", write_batch)
 
 
+def whole_and_resumed(spec, new_provider, items, tmp_path, monkeypatch, batch_size):
+    """The same extraction twice: uninterrupted, and killed after its first batch then resumed, each run by a
+    fresh provider (``new_provider()``) as a new process would; returns the two stores."""
+    whole, resumed = tmp_path / "whole.zarr", tmp_path / "resumed.zarr"
+    extract(spec, new_provider(), items, whole, plugins=load_plugins(), batch_size=batch_size)
+    extract_killed_after_the_first_batch(spec, new_provider(), items, resumed, monkeypatch, batch_size=batch_size)
+    extract(spec, new_provider(), items, resumed, plugins=load_plugins(), batch_size=batch_size)
+    return EmbeddingStore.open(whole), EmbeddingStore.open(resumed)
+
+
 @pytest.mark.parametrize("recorded", ["dim", "labels", "counters"])
 def test_a_kill_between_creating_a_staging_array_and_recording_it_resumes_to_the_full_store(tmp_path, monkeypatch, recorded):
     items = [Item(f"item{i}", str(i), i) for i in range(1, 11)]

@@ -217,18 +217,12 @@ def test_extract_without_input_embeds_every_keyed_index_gene(tiny_checkpoint, tm
 
 
 def test_resume_after_interruption_equals_an_uninterrupted_run(tiny_checkpoint, tmp_path, monkeypatch):
-    from embhub.extract import extract
-    from embhub.plugins import load_plugins
     from embhub.registry import ModelSpec
-    from tests.core.test_resume import extract_killed_after_the_first_batch
+    from tests.core.test_resume import whole_and_resumed
 
     items = [Item(s, s, row) for row, s in enumerate([*SYMBOLS, "NOT_A_GENE_XYZ", "BRCA1"], 1)]
     spec = ModelSpec("aido", "aido-cell", checkpoint=str(tiny_checkpoint))
-    whole, resumed = tmp_path / "whole.zarr", tmp_path / "resumed.zarr"
-    extract(spec, provider_for(tiny_checkpoint), items, whole, plugins=load_plugins(), batch_size=3)
-    extract_killed_after_the_first_batch(spec, provider_for(tiny_checkpoint), items, resumed, monkeypatch, batch_size=3)
-    extract(spec, provider_for(tiny_checkpoint), items, resumed, plugins=load_plugins(), batch_size=3)
-    a, b = EmbeddingStore.open(whole), EmbeddingStore.open(resumed)
+    a, b = whole_and_resumed(spec, lambda: provider_for(tiny_checkpoint), items, tmp_path, monkeypatch, batch_size=3)
     assert list(a.ids) == list(b.ids) and len(a.ids) == 9
     np.testing.assert_array_equal(a.vectors(), b.vectors())
     assert list(a.labels("index_position")) == list(b.labels("index_position"))

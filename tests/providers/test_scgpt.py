@@ -241,19 +241,13 @@ def test_an_unknown_mode_is_refused():
 
 
 def test_a_resumed_extraction_equals_an_uninterrupted_one(tmp_path, monkeypatch):
-    from embhub.extract import extract
-    from embhub.plugins import load_plugins
     from embhub.registry import ModelSpec
-    from tests.core.test_resume import extract_killed_after_the_first_batch
+    from tests.core.test_resume import whole_and_resumed
 
     directory = write_checkpoint(tmp_path / "scGPT_human")
     items = [Item(s, s, row) for row, s in enumerate(["TP53", "SMIM11A", "BRCA2", "PHB", "KRAS", "MYC", "GAPDH"], 1)]
     spec = ModelSpec("scgpt-tiny", "scgpt", checkpoint=str(directory))
-    whole, resumed = tmp_path / "whole.zarr", tmp_path / "resumed.zarr"
-    extract(spec, provider_for(directory), items, whole, plugins=load_plugins(), batch_size=2)
-    extract_killed_after_the_first_batch(spec, provider_for(directory), items, resumed, monkeypatch, batch_size=2)
-    extract(spec, provider_for(directory), items, resumed, plugins=load_plugins(), batch_size=2)
-    first, second = EmbeddingStore.open(whole), EmbeddingStore.open(resumed)
+    first, second = whole_and_resumed(spec, lambda: provider_for(directory), items, tmp_path, monkeypatch, batch_size=2)
     assert list(first.ids) == list(second.ids) and len(first.ids) == 6
     np.testing.assert_array_equal(first.vectors(), second.vectors())
     for store in (first, second):

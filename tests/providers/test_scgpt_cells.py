@@ -327,17 +327,13 @@ def test_a_resumed_extraction_equals_an_uninterrupted_one_and_refuses_a_changed_
     from embhub.extract import extract
     from embhub.plugins import load_plugins
     from embhub.registry import ModelSpec
-    from tests.core.test_resume import extract_killed_after_the_first_batch
+    from tests.core.test_resume import extract_killed_after_the_first_batch, whole_and_resumed
 
     directory = write_checkpoint(tmp_path / "scGPT_human")
     cells = write_cells(tmp_path / "controls.h5ad")
     items = [Item(s, s, row) for row, s in enumerate(["GAPDH", "MYC", "KRAS", "TP53", "CDK4", "BRCA2", "MDM2"], 1)]
     spec = ModelSpec("scgpt-controls-tiny", "scgpt", checkpoint=str(directory))
-    whole, resumed = tmp_path / "whole.zarr", tmp_path / "resumed.zarr"
-    extract(spec, provider_for(directory, cells), items, whole, plugins=load_plugins(), batch_size=2)
-    extract_killed_after_the_first_batch(spec, provider_for(directory, cells), items, resumed, monkeypatch, batch_size=2)
-    extract(spec, provider_for(directory, cells), items, resumed, plugins=load_plugins(), batch_size=2)
-    first, second = EmbeddingStore.open(whole), EmbeddingStore.open(resumed)
+    first, second = whole_and_resumed(spec, lambda: provider_for(directory, cells), items, tmp_path, monkeypatch, batch_size=2)
     assert list(first.ids) == list(second.ids) and len(first.ids) == 5
     np.testing.assert_array_equal(first.vectors(), second.vectors())
     interrupted = tmp_path / "interrupted.zarr"

@@ -190,10 +190,8 @@ def test_unknown_tokens_of_a_resumed_extraction_count_every_batch_once(tmp_path,
     """Radium, radon and polonium are not in rxnfp's vocabulary: one unknown token each, one per batch. An
     extraction killed after its first batch and resumed by a new process reports all three, as an
     uninterrupted one does."""
-    from embhub.extract import extract
-    from embhub.plugins import load_plugins
     from embhub.registry import ModelSpec
-    from tests.core.test_resume import extract_killed_after_the_first_batch
+    from tests.core.test_resume import whole_and_resumed
 
     vocabulary = set(rxnfp_directory().joinpath("vocab.txt").read_text().splitlines())
     molecules = {"radium": "[Ra]", "ethanol": "CCO", "radon": "[Rn]", "ethylamine": "CCN", "polonium": "[Po]", "propane": "CCC"}
@@ -206,12 +204,8 @@ def test_unknown_tokens_of_a_resumed_extraction_count_every_batch_once(tmp_path,
         return SmilesTransformer(SmilesTransformer.Parameters(checkpoint=CHECKPOINT, architecture="bert",
                                                               tokenizer="smiles-regex", device="cpu"))
 
-    whole, resumed = tmp_path / "whole.zarr", tmp_path / "resumed.zarr"
-    extract(spec, provider(), items, whole, plugins=load_plugins(), batch_size=2)
-    extract_killed_after_the_first_batch(spec, provider(), items, resumed, monkeypatch, batch_size=2)
-    extract(spec, provider(), items, resumed, plugins=load_plugins(), batch_size=2)
-    for out in (whole, resumed):
-        assert EmbeddingStore.open(out).manifest["provenance"]["unknown_tokens"] == expected
+    for store in whole_and_resumed(spec, provider, items, tmp_path, monkeypatch, batch_size=2):
+        assert store.manifest["provenance"]["unknown_tokens"] == expected
 
 
 def test_models_listing_says_a_model_whose_weights_ship_in_a_missing_package_cannot_run(tmp_path, monkeypatch):
