@@ -5,6 +5,10 @@ the checkpoint's ``position_embedding.weight`` at the gene's position in AIDO.Ce
 input index — the only place gene identity enters the model (why: :mod:`embhub_aido_cell.checkpoint`;
 the index and its keying to Ensembl: :mod:`embhub_aido_cell.gene_index`). The table is read straight
 from the safetensors file, so no torch or model code is imported.
+
+``mode: control_cells`` (the study's ``AIDOcell_…_essential_<cell line>``): the model is run over the control
+cells of a raw-count ``.h5ad`` file and each index gene's last-layer hidden state is averaged over the cells
+(:mod:`embhub_aido_cell.control_mode`); torch is imported only then.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from embhub.errors import InputError
 from embhub.hookspecs import hookimpl
 from embhub.identity.genes import GENE_INPUT_COLUMNS
 from embhub.provider import Embedded, Failure, Item, Provider, missing_module
 
-MODES = ("positional",)
+MODES = ("positional", "control_cells")
 
 
 class AidoCellEmbeddings(Provider):
@@ -31,7 +36,10 @@ class AidoCellEmbeddings(Provider):
         "Ho et al. (2024) Scaling Dense Representations for Single Cell with Transcriptome-Scale Context, "
         "bioRxiv 10.1101/2024.11.28.625303; gene index from Hao et al. (2024) scFoundation, Nat. Methods 21:1481"
     )
-    description = "AIDO.Cell learned embedding of each gene's position in its 19,264-gene input index"
+    description = (
+        "AIDO.Cell gene embedding: the learned embedding of the gene's index position, or the model's output at "
+        "the gene averaged over control cells"
+    )
     requires = ()
     input_columns = GENE_INPUT_COLUMNS
     default_batch_size = 4096
@@ -49,21 +57,47 @@ class AidoCellEmbeddings(Provider):
         )
         mode: str = field(
             default="positional",
-            metadata={"help": "positional: the learned embedding of the gene's position in the input index"},
+            metadata={
+                "help": "positional: the learned embedding of the gene's position in the input index; control_cells: "
+                "the gene's last-layer hidden state averaged over the control cells of `cells`"
+            },
+        )
+        cells: str = field(default="", metadata={"help": "control_cells: raw-count .h5ad holding the control cells"})
+        control_column: str = field(
+            default="gene", metadata={"help": "control_cells: obs column marking control cells ('' = every cell)"}
+        )
+        control_value: str = field(default="non-targeting", metadata={"help": "control_cells: its value for controls"})
+        max_cells: int = field(
+            default=0, metadata={"help": "control_cells: seeded sample of at most this many cells (0 = all)"}
+        )
+        seed: int = field(default=0, metadata={"help": "control_cells: seed of the max_cells sample"})
+        cells_per_batch: int = field(
+            default=4, metadata={"help": "control_cells: cells (19,266 tokens each) per forward pass (memory, not results)"}
+        )
+        device: str = field(default="auto", metadata={"help": "control_cells: auto, cpu, cuda, cuda:N or mps"})
+        precision: str = field(
+            default="auto", metadata={"help": "control_cells: auto (bf16 on GPU as GenBio runs it, fp32 on CPU), fp32, fp16, bf16"}
         )
 
         def __post_init__(self):
             if self.mode not in MODES:
                 raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{self.mode}'")
+            if self.max_cells < 0:
+                raise ValueError(f"max_cells must be 0 (every cell) or positive, got {self.max_cells}")
+            if self.cells_per_batch < 1:
+                raise ValueError(f"cells_per_batch must be positive, got {self.cells_per_batch}")
 
     def __init__(self, parameters: Any = None):
         super().__init__(parameters)
         self._checkpoint = None
         self._table = None
         self._index = None
+        self._control = None
 
     @property
     def dim(self) -> int | None:
+        if self.parameters.mode == "control_cells":
+            return self.checkpoint().hidden_size if self._checkpoint is not None else None
         return self._table.vectors.shape[1] if self._table is not None else None
 
     def checkpoint(self):
@@ -85,10 +119,34 @@ class AidoCellEmbeddings(Provider):
         return self._index
 
     def missing_packages(self) -> list[str]:
-        """GenBio's modelgenerator, which ships the gene index, unless the index is given by path."""
-        if self.parameters.gene_index:
-            return self.missing_requirements()
-        return [*self.missing_requirements(), *[m for m in [missing_module("modelgenerator")] if m]]
+        """GenBio's modelgenerator, which ships the gene index, unless the index is given by path; torch and
+        safetensors to run the model in control_cells mode."""
+        needed = ["torch", "safetensors"] if self.parameters.mode == "control_cells" else []
+        if not self.parameters.gene_index:
+            needed.append("modelgenerator")
+        return [*self.missing_requirements(), *[m for m in map(missing_module, needed) if m]]
+
+    def control(self):
+        """:class:`~embhub_aido_cell.control_mode.ControlCellVectors` of the ``cells`` file, read once."""
+        if self._control is None:
+            from embhub_aido_cell.control_mode import ControlCellVectors
+
+            self.cells_path()
+            self._control = ControlCellVectors(self.checkpoint(), self.gene_index(), self.parameters)
+        return self._control
+
+    def cells_path(self) -> Path:
+        if not self.parameters.cells:
+            raise InputError(
+                f"model '{self.name}' in mode control_cells needs the control cells: set cells (--set cells=FILE.h5ad, "
+                "raw counts); see docs/providers/aido-cell.md"
+            )
+        path = Path(self.parameters.cells).expanduser()
+        if not path.is_file():
+            from embhub_aido_cell.control_mode import CELLS_HINT
+
+            raise InputError(f"cells file '{path}' does not exist; {CELLS_HINT}")
+        return path
 
     def gene_index_file(self) -> Path:
         """The index file, its layout checked, so a wrong file stops the run before a store is started."""
@@ -119,17 +177,23 @@ class AidoCellEmbeddings(Provider):
                 ))
             else:
                 found.append((item, gene))
-        table = self.positional_table().vectors
+        positions = [gene.position for _, gene in found]
+        labels = {
+            "symbol": [gene.symbol for _, gene in found],
+            "index_symbol": [gene.index_symbol for _, gene in found],
+            "index_position": [str(position) for position in positions],
+        }
+        if self.parameters.mode == "control_cells":
+            table = self.control().means()
+            labels["cells_expressing"] = [str(int(self.control().expressed_in[position])) for position in positions]
+        else:
+            table = self.positional_table().vectors
         return Embedded(
             input_ids=[item.input_id for item, _ in found],
             keys=[gene.ensembl_id for _, gene in found],
-            vectors=table[[gene.position for _, gene in found]].reshape(len(found), table.shape[1]),
+            vectors=table[positions].reshape(len(found), table.shape[1]),
             failures=failures,
-            labels={
-                "symbol": [gene.symbol for _, gene in found],
-                "index_symbol": [gene.index_symbol for _, gene in found],
-                "index_position": [str(gene.position) for _, gene in found],
-            },
+            labels=labels,
         )
 
     def default_items(self) -> list[Item]:
@@ -138,7 +202,13 @@ class AidoCellEmbeddings(Provider):
         return [Item(gene.ensembl_id, gene.ensembl_id) for gene in genes]
 
     def checkpoint_files(self) -> list[Path]:
-        return [*self.checkpoint().files(), self.gene_index_file()]
+        """The checkpoint, the gene index and (control_cells) the cells file, each read and checked here so a
+        bad file stops the run before a store is started, and a changed one stops a resume."""
+        files = [*self.checkpoint().files(), self.gene_index_file()]
+        if self.parameters.mode == "control_cells":
+            self.control().model()
+            files.append(self.cells_path())
+        return files
 
     def provenance(self) -> dict[str, Any]:
         from embhub.identity.genes import load_gene_identity
@@ -152,8 +222,11 @@ class AidoCellEmbeddings(Provider):
             "gene_index_keyed": len(index.by_ensembl),
             "gene_index_unresolved": len(index.unresolved),
             "gene_index_duplicates": len(index.duplicates),
-            "vector": "row (index position) of the checkpoint's position_embedding.weight, read as float32",
         }
+        if self.parameters.mode == "control_cells":
+            facts.update(self.control().facts())
+        else:
+            facts["vector"] = "row (index position) of the checkpoint's position_embedding.weight, read as float32"
         if self._table is not None:
             facts.update({"tensor": self._table.tensor, "tensor_file": self._table.file.name,
                           "tensor_dtype": self._table.stored_dtype})

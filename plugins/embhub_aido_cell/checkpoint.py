@@ -60,6 +60,18 @@ class AidoCellCheckpoint:
         """Every file of the directory (hashed into the store's manifest)."""
         return sorted(f for f in self.directory.iterdir() if f.is_file() and not f.name.startswith("."))
 
+    def weight_files(self) -> list[Path]:
+        """``model.safetensors``, or the shards ``model.safetensors.index.json`` lists (each checked to exist)."""
+        name, file = self._locate(POSITION_TABLE)
+        index = self.directory / "model.safetensors.index.json"
+        if file.name == "model.safetensors" or not index.is_file():
+            return [file]
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        for shard in shards:
+            if not (self.directory / shard).is_file():
+                raise InputError(f"{self.directory / shard} (listed in {index.name}) does not exist; {FIX}")
+        return [self.directory / shard for shard in shards]
+
     def positional_table(self, n_genes: int) -> PositionalTable:
         """The gene rows of ``position_embedding.weight``, checked against the gene index and the config."""
         name, file = self._locate(POSITION_TABLE)

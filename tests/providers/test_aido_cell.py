@@ -307,8 +307,8 @@ def test_a_checkpoint_directory_that_does_not_exist_is_named_as_a_path(tmp_path)
 
 
 def test_an_unknown_mode_is_refused(tiny_checkpoint):
-    with pytest.raises(ValueError, match="mode must be one of positional, got 'control_cells'"):
-        AidoCellEmbeddings.Parameters(checkpoint=str(tiny_checkpoint), mode="control_cells")
+    with pytest.raises(ValueError, match="mode must be one of positional, control_cells, got 'cells_mean'"):
+        AidoCellEmbeddings.Parameters(checkpoint=str(tiny_checkpoint), mode="cells_mean")
 
 
 def test_genbios_index_keys_most_genes():
