@@ -97,7 +97,7 @@ class AidoCellEmbeddings(Provider):
     @property
     def dim(self) -> int | None:
         if self.parameters.mode == "control_cells":
-            return self.checkpoint().hidden_size if self._checkpoint is not None else None
+            return self._checkpoint.hidden_size if self._checkpoint is not None else None
         return self._table.vectors.shape[1] if self._table is not None else None
 
     def checkpoint(self):

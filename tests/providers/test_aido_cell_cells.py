@@ -183,6 +183,25 @@ def test_vectors_equal_an_independent_float64_forward_averaged_over_the_control_
     assert result.labels["cells_expressing"] == [str(int((table[s] > 0).sum())) if s in table else "0" for s in GENES]
 
 
+def test_model_input_equals_the_independent_preprocessing_including_the_depth_tokens():
+    """The two read-depth tokens reach the gene outputs only through attention (2 of 19,266 keys), too weakly for
+    the vector tests to see a wrong depth; so the input is checked directly, for real cells (depth floor 5) and the
+    same cells scaled past 10⁵ counts (depth log10 total) and to values above the cap of 20."""
+    from embhub_aido_cell.cell_inputs import model_values
+
+    positions = index_positions()
+    table = counts_table()
+    for scale in (1, 1000, 1e19):
+        scaled = table * scale
+        aligned = np.zeros((len(scaled), 19264))
+        for column in scaled.columns:
+            if column in positions:
+                aligned[:, positions[column]] += scaled[column].to_numpy()
+        expected = np.stack([model_input(row).numpy() for _, row in scaled.iterrows()])
+        np.testing.assert_array_equal(model_values(aligned), expected)
+        assert (expected[:, -2:] > 5).all() == (scale > 1) and (expected[:, -2:] == 20).all() == (scale > 1e18)
+
+
 def test_genes_without_counts_in_any_cell_still_have_their_in_context_vector(checkpoint, cells):
     """A1BG and ZZZ3 are in no column of the file: they enter every cell as 0, so their vectors exist and
     differ from the positional rows (the context changed them)."""
