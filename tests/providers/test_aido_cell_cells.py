@@ -24,7 +24,6 @@ torch = pytest.importorskip("torch")
 anndata = pytest.importorskip("anndata")
 
 import pandas as pd  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
@@ -35,6 +34,7 @@ from embhub_aido_cell import AidoCellEmbeddings  # noqa: E402
 from tests.providers.test_aido_cell import (  # noqa: E402
     HEADS, HIDDEN, INDEX, LAYERS, cellfoundation_config, cellfoundation_state, index_positions, write_checkpoint,
 )
+from tests.support.cells import write_raw_cells  # noqa: E402
 from tests.support.cli import assert_one_line_error, run_cli  # noqa: E402
 
 pytestmark = pytest.mark.skipif(INDEX is None, reason="needs GenBio's gene index (modelgenerator, installed --no-deps)")
@@ -50,18 +50,9 @@ def counts_table() -> pd.DataFrame:
 
 
 def write_cells(path: Path, table: pd.DataFrame | None = None, *, ensembl_index: bool = False) -> Path:
-    """An h5ad of raw counts (CSR) with obs ``gene``: the first 2 cells (by name) non-targeting, the other TP53."""
+    """The first 2 cells (by name) non-targeting, the other TP53."""
     table = counts_table() if table is None else table
-    labels = ["non-targeting" if int(name.split("_")[1]) <= CONTROLS else "TP53" for name in table.index]
-    var = pd.DataFrame(index=table.columns.astype(str))
-    if ensembl_index:
-        ident = load_gene_identity()
-        var = pd.DataFrame({"gene_name": table.columns}, index=[ident.resolve(s).ensembl_id for s in table.columns])
-    adata = anndata.AnnData(
-        X=sp.csr_matrix(table.to_numpy(dtype=np.float32)), obs=pd.DataFrame({"gene": labels}, index=table.index), var=var
-    )
-    adata.write_h5ad(path)
-    return path
+    return write_raw_cells(path, table, lambda name: int(name.split("_")[1]) <= CONTROLS, ensembl_index=ensembl_index)
 
 
 def scaled_state(seed: int) -> dict[str, np.ndarray]:

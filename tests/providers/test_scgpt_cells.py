@@ -21,7 +21,6 @@ torch = pytest.importorskip("torch")
 anndata = pytest.importorskip("anndata")
 
 import pandas as pd  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from embhub.identity.genes import load_gene_identity  # noqa: E402
@@ -29,6 +28,7 @@ from embhub.provider import Item  # noqa: E402
 from embhub.store import EmbeddingStore  # noqa: E402
 from embhub_scgpt import ScgptEmbeddings  # noqa: E402
 from tests.providers.test_scgpt import EMBSIZE, NHEADS, write_checkpoint  # noqa: E402
+from tests.support.cells import write_raw_cells  # noqa: E402
 from tests.support.cli import assert_one_line_error, run_cli  # noqa: E402
 
 COUNTS = Path(__file__).parents[1] / "data" / "scgpt" / "celltypist_sample_counts.csv"
@@ -42,20 +42,10 @@ def counts_table() -> pd.DataFrame:
 
 
 def write_cells(path: Path, table: pd.DataFrame | None = None, *, ensembl_index: bool = False) -> Path:
-    """An h5ad of raw counts (CSR) with obs ``gene``: the first 30 cells non-targeting, the others TP53."""
-    table = counts_table() if table is None else table
-    labels = ["non-targeting" if i < CONTROLS else "TP53" for i in range(len(table))]
+    """The first 30 cells of the counts table non-targeting, the others TP53."""
     original = counts_table().index.tolist()
-    labels = [labels[original.index(name)] for name in table.index]
-    var = pd.DataFrame(index=table.columns.astype(str))
-    if ensembl_index:
-        ident = load_gene_identity()
-        var = pd.DataFrame({"gene_name": table.columns}, index=[ident.resolve(s).ensembl_id for s in table.columns])
-    adata = anndata.AnnData(
-        X=sp.csr_matrix(table.to_numpy(dtype=np.float32)), obs=pd.DataFrame({"gene": labels}, index=table.index), var=var
-    )
-    adata.write_h5ad(path)
-    return path
+    table = counts_table() if table is None else table
+    return write_raw_cells(path, table, lambda name: original.index(name) < CONTROLS, ensembl_index=ensembl_index)
 
 
 @pytest.fixture(scope="module", params=["Wqkv", "in_proj"])
