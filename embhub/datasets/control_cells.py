@@ -32,10 +32,26 @@ ENSEMBL_VAR_COLUMNS = ("gene_id", "gene_ids", "ensembl_id")
 
 @dataclass(frozen=True)
 class CellsModel:
-    """Who reads the cells, for the errors: the model's gene set (``"the scGPT vocabulary"``) and the fix."""
+    """Who reads the cells, for the errors: the model's gene set (``"the scGPT vocabulary"``) and its docs page."""
 
     genes: str
-    hint: str
+    docs: str
+
+    @property
+    def hint(self) -> str:
+        return f"set cells=PATH to a raw-count .h5ad of control cells (see {self.docs})"
+
+    def cells_file(self, given: str, model: str) -> Path:
+        """The ``cells`` parameter of ``model`` as a path; one line when it is unset or names no file."""
+        if not given:
+            raise InputError(
+                f"model '{model}' in mode control_cells needs the control cells: set cells (--set cells=FILE.h5ad, "
+                f"raw counts); see {self.docs}"
+            )
+        path = Path(given).expanduser()
+        if not path.is_file():
+            raise InputError(f"cells file '{path}' does not exist; {self.hint}")
+        return path
 
 
 @dataclass(frozen=True)

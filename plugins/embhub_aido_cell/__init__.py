@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from embhub.errors import InputError
 from embhub.hookspecs import hookimpl
 from embhub.identity.genes import GENE_INPUT_COLUMNS
 from embhub.provider import Embedded, Failure, Item, Provider, missing_module
@@ -136,17 +135,9 @@ class AidoCellEmbeddings(Provider):
         return self._control
 
     def cells_path(self) -> Path:
-        if not self.parameters.cells:
-            raise InputError(
-                f"model '{self.name}' in mode control_cells needs the control cells: set cells (--set cells=FILE.h5ad, "
-                "raw counts); see docs/providers/aido-cell.md"
-            )
-        path = Path(self.parameters.cells).expanduser()
-        if not path.is_file():
-            from embhub_aido_cell.control_mode import CELLS_HINT
+        from embhub_aido_cell.control_mode import AIDO_CELLS
 
-            raise InputError(f"cells file '{path}' does not exist; {CELLS_HINT}")
-        return path
+        return AIDO_CELLS.cells_file(self.parameters.cells, self.name)
 
     def gene_index_file(self) -> Path:
         """The index file, its layout checked, so a wrong file stops the run before a store is started."""

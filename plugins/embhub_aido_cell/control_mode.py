@@ -20,8 +20,8 @@ import numpy as np
 from embhub.datasets.control_cells import CellsModel
 from embhub.errors import InputError
 
-CELLS_HINT = "set cells=PATH to a raw-count .h5ad of control cells (see docs/providers/aido-cell.md)"
-AIDO_CELLS = CellsModel(genes="AIDO.Cell's 19,264-gene input index", hint=CELLS_HINT)
+AIDO_CELLS = CellsModel(genes="AIDO.Cell's 19,264-gene input index", docs="docs/providers/aido-cell.md")
+CELLS_HINT = AIDO_CELLS.hint
 
 
 class ControlCellVectors:

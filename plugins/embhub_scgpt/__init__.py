@@ -133,24 +133,15 @@ class ScgptEmbeddings(Provider):
             from embhub_scgpt.control_mode import ControlCellVectors
 
             self.cells_path()
-
             vocab = self.folder().vocab
             token_of_gene = {gene: vocab[token] for gene, token in self.gene_tokens().token.items()}
             self._control = ControlCellVectors(self.folder(), token_of_gene, self.parameters)
         return self._control
 
     def cells_path(self) -> Path:
-        if not self.parameters.cells:
-            raise InputError(
-                f"model '{self.name}' in mode control_cells needs the control cells: set cells (--set cells=FILE.h5ad, "
-                "raw counts); see docs/providers/scgpt.md"
-            )
-        path = Path(self.parameters.cells).expanduser()
-        if not path.is_file():
-            from embhub_scgpt.control_cells import CELLS_HINT
+        from embhub_scgpt.control_cells import SCGPT_CELLS
 
-            raise InputError(f"cells file '{path}' does not exist; {CELLS_HINT}")
-        return path
+        return SCGPT_CELLS.cells_file(self.parameters.cells, self.name)
 
     def embed(self, items: Sequence[Item]) -> Embedded:
         if self.parameters.mode == "control_cells":

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from embhub.datasets.control_cells import CellsModel, ControlCells, cell_rank, read_control_cells as read_cells
 
-CELLS_HINT = "set cells=PATH to a raw-count .h5ad of control cells (see docs/providers/scgpt.md)"
-SCGPT_CELLS = CellsModel(genes="the scGPT vocabulary", hint=CELLS_HINT)
+SCGPT_CELLS = CellsModel(genes="the scGPT vocabulary", docs="docs/providers/scgpt.md")
+CELLS_HINT = SCGPT_CELLS.hint
 
-__all__ = ["CELLS_HINT", "ControlCells", "cell_rank", "read_control_cells"]
+__all__ = ["CELLS_HINT", "SCGPT_CELLS", "ControlCells", "cell_rank", "read_control_cells"]
 
 
 def read_control_cells(path: Path, token_of_gene: dict[str, int], **selection) -> ControlCells:
