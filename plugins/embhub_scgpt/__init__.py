@@ -148,18 +148,28 @@ class ScgptEmbeddings(Provider):
             return self._embed_in_cells(items)
         return self._embed_tokens(items)
 
-    def _embed_in_cells(self, items: Sequence[Item]) -> Embedded:
+    def _tokens_of(self, items: Sequence[Item]) -> tuple[list[tuple[Item, Any, str]], list[Failure]]:
+        """Each item's gene resolution and vocabulary token; items without one are failures saying why."""
         from embhub.identity.genes import load_gene_identity, resolve_items
 
         resolved, failures = resolve_items(items, load_gene_identity())
-        genes, vocab, control = self.gene_tokens(), self.folder().vocab, self.control()
-        means = control.means()
+        genes = self.gene_tokens()
         found = []
         for item, resolution in resolved:
             token = genes.token.get(resolution.ensembl_id)
             if token is None:
                 failures.append(Failure(item.input_id, self._why_no_token(item, resolution)))
-            elif vocab[token] not in means.row:
+            else:
+                found.append((item, resolution, token))
+        return found, failures
+
+    def _embed_in_cells(self, items: Sequence[Item]) -> Embedded:
+        tokens, failures = self._tokens_of(items)
+        vocab, control = self.folder().vocab, self.control()
+        means = control.means()
+        found = []
+        for item, resolution, token in tokens:
+            if vocab[token] not in means.row:
                 gene = f"gene '{item.value}' ({resolution.ensembl_id} {resolution.symbol})"
                 failures.append(Failure(item.input_id, f"{gene} {control.why_absent(vocab[token])}"))
             else:
@@ -178,18 +188,8 @@ class ScgptEmbeddings(Provider):
         )
 
     def _embed_tokens(self, items: Sequence[Item]) -> Embedded:
-        from embhub.identity.genes import load_gene_identity, resolve_items
-
-        resolved, failures = resolve_items(items, load_gene_identity())
-        genes = self.gene_tokens()
-        found = []
-        for item, resolution in resolved:
-            token = genes.token.get(resolution.ensembl_id)
-            if token is None:
-                failures.append(Failure(item.input_id, self._why_no_token(item, resolution)))
-            else:
-                found.append((item, resolution, token))
-        vocab = self.folder().vocab
+        found, failures = self._tokens_of(items)
+        genes, vocab = self.gene_tokens(), self.folder().vocab
         vectors = self.encoder().embed([vocab[token] for _, _, token in found])
         kinds = [genes.matched_by[r.ensembl_id] for _, r, _ in found]
         return Embedded(
