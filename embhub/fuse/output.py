@@ -40,8 +40,9 @@ def run_directory(out_dir: Path, name: str, task: str = "lfc") -> Path:
 RESULT_KEY = ("dataset", "method", "embedding", "cell_line", "fold", "metric")
 
 
-def check_fusion_out(out_dir: str | Path, dataset: str, dataset_id: str) -> None:
-    """Refuse, before any training, an ``--out`` that cannot take this run's results.
+def check_fusion_out(out_dir: str | Path, dataset: str, dataset_id: str) -> pd.DataFrame | None:
+    """Refuse, before any training, an ``--out`` that cannot take this run's results; return the results it
+    already holds (None when it holds none).
 
     A file, an unwritable directory, a damaged results table, or one holding rows of another version of the
     same dataset (other responses or folds, so the fusion rows would be compared with unrelated scores).
@@ -51,6 +52,7 @@ def check_fusion_out(out_dir: str | Path, dataset: str, dataset_id: str) -> None
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a directory; give a directory path")
+    existing = None
     if (out / RESULTS_PARQUET).exists() or (out / RESULTS_CSV).exists():
         existing = load_results(out)
         other = existing[(existing["dataset"] == dataset) & (existing["dataset_id"] != dataset_id)]
@@ -60,6 +62,7 @@ def check_fusion_out(out_dir: str | Path, dataset: str, dataset_id: str) -> None
                 f"{other['dataset_id'].iloc[0]}, this one is {dataset_id}); give another --out"
             )
     check_writable(out)
+    return existing
 
 
 def merge_results(existing: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
@@ -106,8 +109,7 @@ def _merged_run(path: Path, metadata: dict[str, Any]) -> dict[str, Any]:
 def save_fusion_run(run: FusionRun, out_dir: str | Path, plots: bool = True) -> dict[str, Path]:
     """Write the results table (merged) and the run's side files; returns the written paths by role."""
     out = Path(out_dir)
-    check_fusion_out(out, run.metadata["dataset"], run.metadata["dataset_id"])
-    existing = load_results(out) if (out / RESULTS_PARQUET).exists() or (out / RESULTS_CSV).exists() else None
+    existing = check_fusion_out(out, run.metadata["dataset"], run.metadata["dataset_id"])
     save_results(merge_results(existing, run.results), out, simulated=run.metadata.get("simulated"))
     from embhub.evaluate.report import SUMMARY_CSV, rerender
 
